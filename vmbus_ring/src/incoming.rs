@@ -1,0 +1,291 @@
+//! The reading endpoint of a ring.
+
+use crate::error::{PayloadBoundsError, UnsupportedPacket};
+use crate::gpa::GpaRangeBuf;
+use crate::memory::{check_data_len, ControlWord, RingMem};
+use crate::packet::{IncomingPacket, PacketKind, PayloadRange, TransferPages};
+use crate::wire::{
+    packet_type, GpaDirectHeader, PacketDescriptor, PacketFooter, TransferPageHeader, TransferPageRange,
+    FLAG_COMPLETION_REQUESTED, KNOWN_FLAGS, PACKET_ALIGNMENT,
+};
+use crate::{index, signal, CorruptError, Field, OpenError, ReadError, RingState};
+use core::sync::atomic::Ordering;
+use smallvec::SmallVec;
+use zerocopy::{FromBytes, FromZeros, IntoBytes};
+
+const DESCRIPTOR_LEN: u32 = size_of::<PacketDescriptor>() as u32;
+const TYPE_HEADER_LEN: u32 = 8;
+
+/// The reading end of a ring.
+///
+/// The read index is private to this endpoint: read (and validated) once
+/// when the ring is opened and published only by a commit. The peer's write
+/// index is cached and re-read only when the cached one shows no more data.
+///
+/// ```
+/// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, ReadError};
+/// let mem = FlatRingMem::new(4096).unwrap();
+/// let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+/// let mut reader = IncomingRing::new(mem).unwrap();
+/// writer.write(&OutgoingPacket::in_band(9), &[b"ping"]).unwrap();
+///
+/// let mut batch = reader.read_batch();
+/// let packet = batch.next().unwrap();
+/// assert_eq!(packet.transaction_id, 9);
+/// assert_eq!(packet.kind, PacketKind::InBand);
+/// let mut bytes = [0; 4];
+/// batch.read_payload(&packet.payload, 0, &mut bytes).unwrap();
+/// assert_eq!(&bytes, b"ping");
+/// assert_eq!(batch.next(), Err(ReadError::Empty));
+/// let signal_writer = batch.commit();
+/// assert!(!signal_writer); // the writer is not waiting for space
+/// ```
+#[derive(Debug)]
+pub struct IncomingRing<M> {
+    mem: M,
+    data_len: u32,
+    read_index: u32,
+    write_index: u32,
+}
+
+impl<M: RingMem> IncomingRing<M> {
+    /// Opens the reading end over `mem`, validating the data-area size and
+    /// both indices.
+    pub fn new(mem: M) -> Result<Self, OpenError> {
+        check_data_len(mem.data_len())?;
+        let data_len = mem.data_len() as u32;
+        let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), data_len, Field::ReadIndex)?;
+        let write_index =
+            index::check(mem.load(ControlWord::WriteIndex, Ordering::Acquire), data_len, Field::WriteIndex)?;
+        Ok(Self { mem, data_len, read_index, write_index })
+    }
+
+    /// The ring memory.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Size of the data area in bytes.
+    pub fn data_len(&self) -> usize {
+        self.data_len as usize
+    }
+
+    /// The committed read index.
+    pub fn read_index(&self) -> u32 {
+        self.read_index
+    }
+
+    /// Starts a batch of reads at the committed read index.
+    pub fn read_batch(&mut self) -> ReadBatch<'_, M> {
+        let cursor = self.read_index;
+        ReadBatch { ring: self, cursor, packets: 0 }
+    }
+
+    /// Sets or clears the interrupt mask. Set it while draining the ring
+    /// to spare the writer its signals; clear it with
+    /// [`prepare_to_sleep`](Self::prepare_to_sleep) before waiting.
+    pub fn set_interrupt_mask(&mut self, masked: bool) {
+        self.mem.store(ControlWord::InterruptMask, masked.into(), Ordering::Relaxed);
+    }
+
+    /// The check to make before sleeping: clears the interrupt mask, fences,
+    /// and re-reads the write index. `Ok(true)`: the ring is empty and the
+    /// writer will signal when it is not, so sleep. `Ok(false)`: packets
+    /// arrived meanwhile, so read them instead.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing};
+    /// let mem = FlatRingMem::new(4096).unwrap();
+    /// let mut reader = IncomingRing::new(mem.clone()).unwrap();
+    /// assert!(reader.prepare_to_sleep().unwrap());
+    /// OutgoingRing::new(mem).unwrap().write(&OutgoingPacket::in_band(1), &[]).unwrap();
+    /// assert!(!reader.prepare_to_sleep().unwrap());
+    /// ```
+    pub fn prepare_to_sleep(&mut self) -> Result<bool, CorruptError> {
+        self.set_interrupt_mask(false);
+        self.mem.full_fence();
+        self.refresh_write_index()?;
+        Ok(self.write_index == self.read_index)
+    }
+
+    /// A snapshot of the control page.
+    pub fn state(&self) -> RingState {
+        RingState::read(&self.mem)
+    }
+
+    fn refresh_write_index(&mut self) -> Result<(), CorruptError> {
+        let write = self.mem.load(ControlWord::WriteIndex, Ordering::Acquire);
+        self.write_index = index::check(write, self.data_len, Field::WriteIndex)?;
+        Ok(())
+    }
+
+    /// Bytes readable from `cursor`, refreshing the cached write index when
+    /// the cached one shows none.
+    fn available_from(&mut self, cursor: u32) -> Result<u32, CorruptError> {
+        if cursor == self.write_index {
+            self.refresh_write_index()?;
+        }
+        Ok(index::used(self.data_len, self.write_index, cursor))
+    }
+
+    fn read_into(&self, at: u32, buf: &mut [u8]) {
+        self.mem.read_data(at as usize, buf);
+    }
+
+    /// Parses the packet at `at`, which has `available` readable bytes.
+    /// Returns the packet (or, if its framing is sound but its type is not
+    /// one this crate parses, what is known of it) and its size, footer
+    /// included.
+    fn parse(&self, at: u32, available: u32) -> Result<(Result<IncomingPacket, UnsupportedPacket>, u32), CorruptError> {
+        let corrupt = |field, value: u64| CorruptError::new(field, value).in_packet(at);
+        let mut descriptor = PacketDescriptor::new_zeroed();
+        self.read_into(at, descriptor.as_mut_bytes());
+        let data_offset8 = descriptor.data_offset8.get();
+        let length8 = descriptor.length8.get();
+        let size = u32::from(length8) * PACKET_ALIGNMENT as u32 + size_of::<PacketFooter>() as u32;
+        if size > available {
+            return Err(corrupt(Field::Length8, length8.into()));
+        }
+        if data_offset8 < 2 || data_offset8 > length8 {
+            return Err(corrupt(Field::DataOffset8, data_offset8.into()));
+        }
+        let flags = descriptor.flags.get();
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(corrupt(Field::Flags, flags.into()));
+        }
+        let data_offset = u32::from(data_offset8) * PACKET_ALIGNMENT as u32;
+        let payload = PayloadRange {
+            offset: index::advance(self.data_len, at, data_offset),
+            len: (u32::from(length8) - u32::from(data_offset8)) * PACKET_ALIGNMENT as u32,
+        };
+        let transaction_id = descriptor.transaction_id.get();
+        let header_at = index::advance(self.data_len, at, DESCRIPTOR_LEN);
+        let header_room = data_offset - DESCRIPTOR_LEN;
+        let kind = match descriptor.packet_type.get() {
+            packet_type::DATA_IN_BAND => PacketKind::InBand,
+            packet_type::COMPLETION => PacketKind::Completion,
+            packet_type::DATA_TRANSFER_PAGES => {
+                PacketKind::TransferPages(self.transfer_pages(header_at, header_room).map_err(|e| e.in_packet(at))?)
+            }
+            packet_type::DATA_GPA_DIRECT => {
+                PacketKind::GpaDirect(self.gpa_direct(header_at, header_room).map_err(|e| e.in_packet(at))?)
+            }
+            other => {
+                let unsupported = UnsupportedPacket { packet_type: other, transaction_id, offset: at, payload };
+                return Ok((Err(unsupported), size));
+            }
+        };
+        let completion_requested = flags & FLAG_COMPLETION_REQUESTED != 0;
+        Ok((Ok(IncomingPacket { offset: at, transaction_id, completion_requested, kind, payload }), size))
+    }
+
+    /// Reads a transfer-pages header and its ranges from the `room` bytes at `at`.
+    fn transfer_pages(&self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
+        let header: TransferPageHeader = self.type_header(at, room)?;
+        let count = header.range_count.get();
+        let ranges_len = u64::from(count) * size_of::<TransferPageRange>() as u64;
+        if ranges_len > u64::from(room - TYPE_HEADER_LEN) {
+            return Err(CorruptError::new(Field::RangeCount, count.into()));
+        }
+        let mut ranges = SmallVec::from_elem(TransferPageRange::default(), count as usize);
+        self.read_into(index::advance(self.data_len, at, TYPE_HEADER_LEN), ranges.as_mut_bytes());
+        Ok(TransferPages { set_id: header.set_id.get(), sender_owns_set: header.sender_owns_set != 0, ranges })
+    }
+
+    /// Reads a GPA-direct header and its ranges from the `room` bytes at `at`.
+    fn gpa_direct(&self, at: u32, room: u32) -> Result<GpaRangeBuf, CorruptError> {
+        let header: GpaDirectHeader = self.type_header(at, room)?;
+        let count = header.range_count.get();
+        if count == 0 {
+            return Err(CorruptError::new(Field::RangeCount, 0));
+        }
+        let word_count = (room - TYPE_HEADER_LEN) as usize / size_of::<u64>();
+        let mut words = SmallVec::from_elem(Default::default(), word_count);
+        self.read_into(index::advance(self.data_len, at, TYPE_HEADER_LEN), words.as_mut_bytes());
+        GpaRangeBuf::from_words(words, count)
+    }
+
+    /// Reads the 8-byte type-specific header at `at`, which must fit in `room`.
+    fn type_header<H: FromBytes + IntoBytes>(&self, at: u32, room: u32) -> Result<H, CorruptError> {
+        if room < TYPE_HEADER_LEN {
+            let data_offset8 = (DESCRIPTOR_LEN + room) / PACKET_ALIGNMENT as u32;
+            return Err(CorruptError::new(Field::DataOffset8, data_offset8.into()));
+        }
+        let mut header = H::new_zeroed();
+        self.read_into(at, header.as_mut_bytes());
+        Ok(header)
+    }
+}
+
+/// Packets read since the last commit. Their space is handed back to the
+/// writer only by [`commit`](Self::commit); dropping the batch (or
+/// [`revert`](Self::revert)) leaves them in the ring to be read again.
+#[derive(Debug)]
+#[must_use = "a batch frees no space until it is committed"]
+pub struct ReadBatch<'a, M> {
+    ring: &'a mut IncomingRing<M>,
+    cursor: u32,
+    packets: usize,
+}
+
+impl<M: RingMem> ReadBatch<'_, M> {
+    /// Reads and validates the next packet.
+    ///
+    /// [`ReadError::Empty`] when there is none; [`ReadError::Unsupported`]
+    /// for a well-formed packet of a type this crate does not parse, which
+    /// is skipped (the next call reads the packet after it);
+    /// [`ReadError::Corrupt`] when the ring breaks the wire rules, after
+    /// which every call fails the same way until the ring is reset.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<IncomingPacket, ReadError> {
+        let available = self.ring.available_from(self.cursor)?;
+        if available == 0 {
+            return Err(ReadError::Empty);
+        }
+        let (packet, size) = self.ring.parse(self.cursor, available)?;
+        self.cursor = index::advance(self.ring.data_len, self.cursor, size);
+        self.packets += 1;
+        packet.map_err(ReadError::Unsupported)
+    }
+
+    /// Copies payload bytes starting `offset` bytes into `payload` into `buf`.
+    pub fn read_payload(
+        &self,
+        payload: &PayloadRange,
+        offset: usize,
+        buf: &mut [u8],
+    ) -> Result<(), PayloadBoundsError> {
+        let out_of_bounds = PayloadBoundsError { offset, len: buf.len(), payload_len: payload.len() };
+        let end = offset.checked_add(buf.len()).ok_or(out_of_bounds)?;
+        let data_len = self.ring.data_len;
+        if end > payload.len() || payload.offset >= data_len || payload.len > data_len {
+            return Err(out_of_bounds);
+        }
+        let at = index::advance(data_len, payload.offset, offset as u32);
+        self.ring.read_into(at, buf);
+        Ok(())
+    }
+
+    /// Packets read in this batch (skipped unsupported ones included).
+    pub fn packets(&self) -> usize {
+        self.packets
+    }
+
+    /// Hands the space of every packet read in this batch back to the writer:
+    /// one release store of the read index. Returns whether the writer must
+    /// be signalled (the free space crossed its pending send size).
+    #[must_use = "signal the writer when this returns true"]
+    pub fn commit(self) -> bool {
+        let ring = self.ring;
+        if self.cursor == ring.read_index {
+            return false;
+        }
+        let old_read = ring.read_index;
+        ring.mem.store(ControlWord::ReadIndex, self.cursor, Ordering::Release);
+        ring.read_index = self.cursor;
+        signal::writer_needs_signal(&ring.mem, ring.data_len, old_read, self.cursor)
+    }
+
+    /// Leaves every packet of this batch in the ring, to be read again.
+    pub fn revert(self) {}
+}

@@ -1,0 +1,160 @@
+//! Ring memory over a raw mapping, such as a shared file mapped by two processes.
+
+use super::{check_control_span, check_data_len, split_at_wrap, ControlPage, ControlWord, RingMem, SharedRegion};
+use crate::wire::PAGE_SIZE;
+use crate::OpenError;
+use core::sync::atomic::Ordering;
+
+/// How the data area is laid out in a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MappingLayout {
+    /// Control page, then the data area once.
+    Single,
+    /// Control page, then the data area twice back to back (the second copy
+    /// mapping the same pages), so a copy that wraps is one contiguous copy.
+    Double,
+}
+
+/// A ring in a mapping: a control page followed by the data area, mapped
+/// once or twice (see [`MappingLayout`]).
+///
+/// Build one from any [`SharedRegion`] (for a mapping made elsewhere, through
+/// [`SharedRegion::from_raw`]), or on Linux with [`create_memfd`](Self::create_memfd)
+/// and [`open_fd`](Self::open_fd).
+///
+/// ```
+/// use vmbus_ring::{MappedRingMem, MappingLayout, RingMem, SharedRegion};
+/// let region = SharedRegion::new_zeroed(4096 + 8192);
+/// let mem = MappedRingMem::new(region, MappingLayout::Single).unwrap();
+/// assert_eq!(mem.data_len(), 8192);
+/// ```
+#[derive(Debug, Clone)]
+pub struct MappedRingMem {
+    region: SharedRegion,
+    data_len: usize,
+    layout: MappingLayout,
+}
+
+impl MappedRingMem {
+    /// A ring over `region`, whose length must be `4096 + data_len` for
+    /// [`MappingLayout::Single`] and `4096 + 2 * data_len` for
+    /// [`MappingLayout::Double`], with `data_len` a valid data-area size.
+    ///
+    /// With [`MappingLayout::Double`] the caller promises the second copy
+    /// maps the same memory as the first; if it does not, the ring's contents
+    /// are wrong but memory safety holds.
+    pub fn new(region: SharedRegion, layout: MappingLayout) -> Result<Self, OpenError> {
+        let after_control = region.len().saturating_sub(PAGE_SIZE);
+        let data_len = match layout {
+            MappingLayout::Single => after_control,
+            MappingLayout::Double if after_control % 2 == 0 => after_control / 2,
+            MappingLayout::Double => return Err(OpenError::InvalidSize { data_len: after_control }),
+        };
+        check_data_len(data_len)?;
+        if !region.is_aligned() {
+            return Err(OpenError::Misaligned);
+        }
+        Ok(Self { region, data_len, layout })
+    }
+
+    /// The layout this ring was mapped with.
+    pub fn layout(&self) -> MappingLayout {
+        self.layout
+    }
+
+    /// A wrapping copy of `len` bytes at `offset`: the spans before and after
+    /// the wrap, as region offsets and lengths. Double mapping needs no split.
+    #[inline]
+    fn spans(&self, offset: usize, len: usize) -> [(usize, usize); 2] {
+        let (first, rest) = split_at_wrap(self.data_len, offset, len);
+        match self.layout {
+            MappingLayout::Double => [(PAGE_SIZE + offset, len), (PAGE_SIZE, 0)],
+            MappingLayout::Single => [(PAGE_SIZE + offset, first), (PAGE_SIZE, rest)],
+        }
+    }
+}
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod memfd {
+    use super::{MappedRingMem, MappingLayout};
+    use crate::memory::{check_data_len, map_ring_fd};
+    use crate::wire::PAGE_SIZE;
+    use std::io;
+    use std::os::fd::{AsFd, OwnedFd};
+
+    impl MappedRingMem {
+        /// Creates a zeroed ring in a new memfd and maps it. The returned fd
+        /// lets another process (or [`open_fd`](Self::open_fd)) map the same
+        /// ring; it is close-on-exec, so pass it on explicitly.
+        pub fn create_memfd(data_len: usize, layout: MappingLayout) -> io::Result<(Self, OwnedFd)> {
+            check_data_len(data_len).map_err(invalid_input)?;
+            let fd = rustix::fs::memfd_create("vmbus-ring", rustix::fs::MemfdFlags::CLOEXEC)?;
+            rustix::fs::ftruncate(&fd, (PAGE_SIZE + data_len) as u64)?;
+            let mem = Self::open_fd(&fd, layout)?;
+            Ok((mem, fd))
+        }
+
+        /// Maps an existing ring file: a control page followed by the data
+        /// area, whose size is the file's size less 4096.
+        pub fn open_fd(fd: impl AsFd, layout: MappingLayout) -> io::Result<Self> {
+            let stat = rustix::fs::fstat(&fd)?;
+            let data_len = usize::try_from(stat.st_size)
+                .ok()
+                .and_then(|len| len.checked_sub(PAGE_SIZE))
+                .ok_or_else(|| invalid_input(crate::OpenError::InvalidSize { data_len: 0 }))?;
+            check_data_len(data_len).map_err(invalid_input)?;
+            let region = map_ring_fd(fd.as_fd(), data_len, layout == MappingLayout::Double)?;
+            Self::new(region, layout).map_err(invalid_input)
+        }
+    }
+
+    fn invalid_input(error: crate::OpenError) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, error)
+    }
+}
+
+impl ControlPage for MappedRingMem {
+    #[inline]
+    fn load(&self, word: ControlWord, order: Ordering) -> u32 {
+        self.region.load_u32(word.offset(), order)
+    }
+    #[inline]
+    fn store(&self, word: ControlWord, value: u32, order: Ordering) {
+        self.region.store_u32(word.offset(), value, order)
+    }
+}
+
+impl RingMem for MappedRingMem {
+    #[inline]
+    fn data_len(&self) -> usize {
+        self.data_len
+    }
+    fn read_control(&self, offset: usize, buf: &mut [u8]) {
+        check_control_span(offset, buf.len());
+        self.region.read(offset, buf)
+    }
+    fn write_control(&self, offset: usize, buf: &[u8]) {
+        check_control_span(offset, buf.len());
+        self.region.write(offset, buf)
+    }
+    #[inline]
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        let [(at, first), (wrap_at, _)] = self.spans(offset, buf.len());
+        let (head, tail) = buf.split_at_mut(first);
+        self.region.read(at, head);
+        self.region.read(wrap_at, tail);
+    }
+    #[inline]
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        let [(at, first), (wrap_at, _)] = self.spans(offset, buf.len());
+        let (head, tail) = buf.split_at(first);
+        self.region.write(at, head);
+        self.region.write(wrap_at, tail);
+    }
+    #[inline]
+    fn zero_data(&self, offset: usize, len: usize) {
+        for (at, len) in self.spans(offset, len) {
+            self.region.fill_zero(at, len);
+        }
+    }
+}

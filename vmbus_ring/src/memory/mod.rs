@@ -1,0 +1,126 @@
+//! Ring memory: where a ring's control page and data area live.
+//!
+//! [`RingMem`] is the one trait the endpoints use. Its implementations:
+//! [`FlatRingMem`] (one heap allocation), [`PagedRingMem`] (separately
+//! allocated pages, as guest memory looks to a host) and [`MappedRingMem`]
+//! (a raw mapping, optionally with the data area mapped twice).
+
+mod flat;
+mod mapped;
+mod paged;
+mod shared;
+
+pub use flat::FlatRingMem;
+pub use mapped::{MappedRingMem, MappingLayout};
+pub use paged::{HeapRingPages, PagedRingMem, RingPages};
+pub use shared::{SharedRegion, REGION_ALIGNMENT};
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+use shared::map_ring_fd;
+
+use crate::wire::{control, MAX_DATA_LEN, PAGE_SIZE};
+use crate::OpenError;
+use core::sync::atomic::{fence, Ordering};
+
+/// A control word of the ring's control page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ControlWord {
+    /// Where the writer puts the next packet (written by the writer).
+    WriteIndex,
+    /// Where the reader reads the next packet (written by the reader).
+    ReadIndex,
+    /// Non-zero while the reader does not want signals (written by the reader).
+    InterruptMask,
+    /// Free bytes the blocked writer waits for (written by the writer).
+    PendingSendSize,
+    /// Features the writer supports (written by the writer).
+    FeatureBits,
+}
+
+impl ControlWord {
+    /// Byte offset of the word in the control page.
+    pub const fn offset(self) -> usize {
+        match self {
+            ControlWord::WriteIndex => control::WRITE_INDEX,
+            ControlWord::ReadIndex => control::READ_INDEX,
+            ControlWord::InterruptMask => control::INTERRUPT_MASK,
+            ControlWord::PendingSendSize => control::PENDING_SEND_SIZE,
+            ControlWord::FeatureBits => control::FEATURE_BITS,
+        }
+    }
+}
+
+/// Atomic access to a ring's control words: all the signal decisions need.
+///
+/// Code that holds only a control page (an interrupt path, a debugger)
+/// implements this and uses the [`signal`](crate::signal) helpers.
+pub trait ControlPage {
+    /// Loads a control word.
+    fn load(&self, word: ControlWord, order: Ordering) -> u32;
+
+    /// Stores a control word.
+    fn store(&self, word: ControlWord, value: u32, order: Ordering);
+
+    /// A sequentially consistent fence, ordering control-word accesses as
+    /// the signalling rules require. Model checkers substitute their own.
+    fn full_fence(&self) {
+        fence(Ordering::SeqCst)
+    }
+}
+
+/// Memory holding one ring: a 4096-byte control page and a data area.
+///
+/// The peer may change any byte at any time, so the trait offers only atomic
+/// access to control words (through [`ControlPage`]) and copies into or out
+/// of private buffers.
+/// Data-area copies take an offset below [`data_len`](Self::data_len) and a
+/// length of at most `data_len`, and wrap around the end of the data area at
+/// most once.
+///
+/// Implementations panic when those bounds are broken; the endpoints of this
+/// crate validate every offset and length before calling, so no ring content
+/// can cause that.
+pub trait RingMem: ControlPage {
+    /// Size of the data area in bytes.
+    fn data_len(&self) -> usize;
+
+    /// Copies control-page bytes starting at `offset` into `buf` (not atomic;
+    /// for dumps and diagnostics).
+    fn read_control(&self, offset: usize, buf: &mut [u8]);
+
+    /// Copies `buf` into the control page at `offset` (not atomic; for
+    /// initialising a ring image and for tests).
+    fn write_control(&self, offset: usize, buf: &[u8]);
+
+    /// Copies data-area bytes starting at `offset` into `buf`, wrapping once.
+    fn read_data(&self, offset: usize, buf: &mut [u8]);
+
+    /// Copies `buf` into the data area starting at `offset`, wrapping once.
+    fn write_data(&self, offset: usize, buf: &[u8]);
+
+    /// Zeroes `len` data-area bytes starting at `offset`, wrapping once.
+    fn zero_data(&self, offset: usize, len: usize);
+}
+
+/// Checks that `data_len` is a valid data-area size.
+pub fn check_data_len(data_len: usize) -> Result<(), OpenError> {
+    if data_len == 0 || data_len % PAGE_SIZE != 0 || data_len > MAX_DATA_LEN {
+        return Err(OpenError::InvalidSize { data_len });
+    }
+    Ok(())
+}
+
+/// Checks that a control-page access of `len` bytes at `offset` stays inside the page.
+#[inline]
+fn check_control_span(offset: usize, len: usize) {
+    assert!(offset <= PAGE_SIZE && len <= PAGE_SIZE - offset, "{len} bytes at {offset} outside the control page");
+}
+
+/// Splits a data-area copy of `len` bytes at `offset` into the part before
+/// the end of the data area and the part that wraps to its start.
+#[inline]
+fn split_at_wrap(data_len: usize, offset: usize, len: usize) -> (usize, usize) {
+    assert!(offset < data_len && len <= data_len, "{len} bytes at {offset} outside a data area of {data_len}");
+    let first = len.min(data_len - offset);
+    (first, len - first)
+}

@@ -1,0 +1,140 @@
+//! Ring memory over separately allocated 4 KiB pages, as guest memory looks
+//! to a host: each page of the ring may sit anywhere in its address space.
+
+use super::{check_control_span, check_data_len, split_at_wrap, ControlPage, ControlWord, RingMem, SharedRegion};
+use crate::wire::PAGE_SIZE;
+use crate::OpenError;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+/// A source of ring pages: the control page and data page `i`, each a region
+/// of at least 4096 bytes (only the first 4096 are used).
+pub trait RingPages {
+    /// The control page.
+    fn control_page(&self) -> SharedRegion;
+    /// How many data pages the ring has.
+    fn data_page_count(&self) -> usize;
+    /// Data page `index`, for `index < data_page_count()`.
+    fn data_page(&self, index: usize) -> SharedRegion;
+}
+
+/// Ring pages each allocated separately on the heap; for tests and for
+/// in-process rings that should look like guest memory.
+///
+/// ```
+/// use vmbus_ring::{HeapRingPages, PagedRingMem, RingMem};
+/// let mem = PagedRingMem::new(&HeapRingPages::new(3)).unwrap();
+/// assert_eq!(mem.data_len(), 3 * 4096);
+/// ```
+#[derive(Debug, Clone)]
+pub struct HeapRingPages {
+    control: SharedRegion,
+    data: Vec<SharedRegion>,
+}
+
+impl HeapRingPages {
+    /// A zeroed control page and `data_pages` zeroed data pages.
+    pub fn new(data_pages: usize) -> Self {
+        Self {
+            control: SharedRegion::new_zeroed(PAGE_SIZE),
+            data: (0..data_pages).map(|_| SharedRegion::new_zeroed(PAGE_SIZE)).collect(),
+        }
+    }
+}
+
+impl RingPages for HeapRingPages {
+    fn control_page(&self) -> SharedRegion {
+        self.control.clone()
+    }
+    fn data_page_count(&self) -> usize {
+        self.data.len()
+    }
+    fn data_page(&self, index: usize) -> SharedRegion {
+        self.data[index].clone()
+    }
+}
+
+/// A ring over discontiguous pages (see [`RingPages`]). Cheap to clone;
+/// clones share the pages.
+#[derive(Debug, Clone)]
+pub struct PagedRingMem {
+    control: SharedRegion,
+    data: Arc<[SharedRegion]>,
+}
+
+impl PagedRingMem {
+    /// A ring over the pages `pages` yields. Fails if there are no data
+    /// pages, too many, or a page is short or misaligned.
+    pub fn new(pages: &impl RingPages) -> Result<Self, OpenError> {
+        let count = pages.data_page_count();
+        check_data_len(count.saturating_mul(PAGE_SIZE))?;
+        let control = checked_page(0, pages.control_page())?;
+        let data = (0..count).map(|i| checked_page(i + 1, pages.data_page(i))).collect::<Result<Arc<[_]>, _>>()?;
+        Ok(Self { control, data })
+    }
+
+    /// Calls `copy(page, offset_in_page, offset_in_buffer, len)` for each
+    /// page-sized piece of a data-area access, wrapping once.
+    #[inline]
+    fn for_each_piece(&self, offset: usize, len: usize, mut copy: impl FnMut(&SharedRegion, usize, usize, usize)) {
+        split_at_wrap(self.data_len(), offset, len);
+        let mut position = offset;
+        let mut done = 0;
+        while done < len {
+            let in_page = position % PAGE_SIZE;
+            let piece = (len - done).min(PAGE_SIZE - in_page);
+            copy(&self.data[position / PAGE_SIZE], in_page, done, piece);
+            done += piece;
+            position = (position + piece) % self.data_len();
+        }
+    }
+}
+
+fn checked_page(index: usize, page: SharedRegion) -> Result<SharedRegion, OpenError> {
+    if page.len() < PAGE_SIZE {
+        return Err(OpenError::PageTooSmall { index, len: page.len() });
+    }
+    if !page.is_aligned() {
+        return Err(OpenError::Misaligned);
+    }
+    Ok(page)
+}
+
+impl ControlPage for PagedRingMem {
+    #[inline]
+    fn load(&self, word: ControlWord, order: Ordering) -> u32 {
+        self.control.load_u32(word.offset(), order)
+    }
+    #[inline]
+    fn store(&self, word: ControlWord, value: u32, order: Ordering) {
+        self.control.store_u32(word.offset(), value, order)
+    }
+}
+
+impl RingMem for PagedRingMem {
+    #[inline]
+    fn data_len(&self) -> usize {
+        self.data.len() * PAGE_SIZE
+    }
+    fn read_control(&self, offset: usize, buf: &mut [u8]) {
+        check_control_span(offset, buf.len());
+        self.control.read(offset, buf)
+    }
+    fn write_control(&self, offset: usize, buf: &[u8]) {
+        check_control_span(offset, buf.len());
+        self.control.write(offset, buf)
+    }
+    #[inline]
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.read(at, &mut buf[from..from + len]));
+    }
+    #[inline]
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.write(at, &buf[from..from + len]));
+    }
+    #[inline]
+    fn zero_data(&self, offset: usize, len: usize) {
+        self.for_each_piece(offset, len, |page, at, _, len| page.fill_zero(at, len));
+    }
+}

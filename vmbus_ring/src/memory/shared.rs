@@ -1,0 +1,245 @@
+//! The one place that touches memory shared with the peer.
+//!
+//! A [`SharedRegion`] is a span of bytes that the peer may change at any
+//! moment. It is never turned into a Rust reference: words are reached through
+//! atomics and bulk data through raw-pointer copies into or out of private
+//! buffers, so a racing peer can at worst make the private copy hold values
+//! it would not have chosen, which the callers validate before use.
+//!
+//! Every `unsafe` block of the crate lives in this module.
+#![allow(unsafe_code)]
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// Alignment every region start must have, so control words can be atomics.
+pub const REGION_ALIGNMENT: usize = 8;
+
+/// A span of memory shared with the peer, accessed only by copies and atomics.
+///
+/// Cloning is cheap: clones share the memory and keep it alive.
+#[derive(Clone)]
+pub struct SharedRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+    _owner: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: the region is only reached through atomics and raw copies, both of
+// which may run on any thread at once (that is the shared-memory model this
+// type exists for), and the owner that keeps the memory alive is `Send + Sync`.
+unsafe impl Send for SharedRegion {}
+// SAFETY: as for `Send`: no method hands out a reference to the bytes.
+unsafe impl Sync for SharedRegion {}
+
+impl fmt::Debug for SharedRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRegion").field("ptr", &self.ptr).field("len", &self.len).finish()
+    }
+}
+
+impl SharedRegion {
+    /// A zero-filled region on the heap, `len` bytes long (rounded up to 8).
+    pub fn new_zeroed(len: usize) -> Self {
+        let words: Vec<AtomicU64> = (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+        // The heap buffer stays put when the `Vec` moves into the `Arc`.
+        let ptr = NonNull::from(&words[..]).cast::<u8>();
+        Self { ptr, len, _owner: Arc::new(words) }
+    }
+
+    /// A region over memory this crate does not own, such as guest memory or a
+    /// mapping made elsewhere.
+    ///
+    /// # Safety
+    ///
+    /// For as long as `owner` (and so every clone of the region) lives:
+    /// - `ptr` is valid for reads and writes of `len` bytes and aligned to
+    ///   [`REGION_ALIGNMENT`];
+    /// - no Rust reference (`&[u8]`, `&mut [u8]`, `&T`) to those bytes exists
+    ///   in this process; others may change them at any time through
+    ///   pointers, atomics, or from outside the process.
+    pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize, owner: impl Send + Sync + 'static) -> Self {
+        Self { ptr, len, _owner: Arc::new(owner) }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the region has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether the region starts on a [`REGION_ALIGNMENT`] boundary.
+    pub(crate) fn is_aligned(&self) -> bool {
+        self.ptr.as_ptr() as usize % REGION_ALIGNMENT == 0
+    }
+
+    /// The `u32` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If the word is not 4-aligned or not inside the region.
+    #[inline]
+    pub fn load_u32(&self, offset: usize, order: Ordering) -> u32 {
+        self.word(offset).load(order)
+    }
+
+    /// Stores `value` in the `u32` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If the word is not 4-aligned or not inside the region.
+    #[inline]
+    pub fn store_u32(&self, offset: usize, value: u32, order: Ordering) {
+        self.word(offset).store(value, order)
+    }
+
+    #[inline]
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        assert!(
+            offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len),
+            "control word {offset} outside the region"
+        );
+        // SAFETY: the word is in bounds (checked above) and 4-aligned (the
+        // region start is 8-aligned by the constructors' contract and `offset`
+        // is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so the shared
+        // reference permits the concurrent writes the peer makes; all of this
+        // process's accesses to the word go through atomics too. The reference
+        // lives no longer than `&self`, which keeps the memory alive.
+        unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(offset).cast::<u32>()) }
+    }
+
+    /// Copies `buf.len()` bytes starting at `offset` into `buf`.
+    ///
+    /// # Panics
+    ///
+    /// If the bytes are not all inside the region.
+    #[inline]
+    pub fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.check_span(offset, buf.len());
+        // SAFETY: the span is inside the region (checked above), valid for
+        // reads for as long as `self` lives. `buf` is private memory: it cannot
+        // overlap the region, because no Rust reference to the region may
+        // exist (constructor contract). The peer may write the span while it
+        // is copied; that can only leave arbitrary bytes in `buf`, which every
+        // caller validates before use, and no reference to the shared bytes
+        // is ever formed.
+        unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
+    }
+
+    /// Copies `buf` into the region starting at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If the bytes are not all inside the region.
+    #[inline]
+    pub fn write(&self, offset: usize, buf: &[u8]) {
+        self.check_span(offset, buf.len());
+        // SAFETY: the span is inside the region (checked above), valid for
+        // writes for as long as `self` lives, and cannot overlap the private
+        // `buf` (no reference to the region exists). A peer racing on the
+        // same bytes sees a mix of old and new bytes, which it must validate;
+        // our side keeps no assumption about the span's contents.
+        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+    }
+
+    /// Sets `len` bytes starting at `offset` to zero.
+    ///
+    /// # Panics
+    ///
+    /// If the bytes are not all inside the region.
+    #[inline]
+    pub fn fill_zero(&self, offset: usize, len: usize) {
+        self.check_span(offset, len);
+        // SAFETY: in bounds and writable as for `write`; no reference formed.
+        unsafe { core::ptr::write_bytes(self.ptr.as_ptr().add(offset), 0, len) }
+    }
+
+    #[inline]
+    fn check_span(&self, offset: usize, len: usize) {
+        assert!(
+            offset <= self.len && len <= self.len - offset,
+            "{len} bytes at {offset} outside a region of {}",
+            self.len
+        );
+    }
+}
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub(crate) use mapping::map_ring_fd;
+
+#[cfg(all(feature = "std", target_os = "linux"))]
+mod mapping {
+    use super::SharedRegion;
+    use core::ptr::NonNull;
+    use rustix::fd::BorrowedFd;
+    use rustix::mm::{mmap, mmap_anonymous, munmap, MapFlags, ProtFlags};
+    use std::io;
+
+    /// An `mmap`ed span, unmapped on drop.
+    struct Mapping {
+        ptr: NonNull<u8>,
+        len: usize,
+    }
+
+    // SAFETY: the mapping is plain shared memory with no thread affinity;
+    // only the address is held.
+    unsafe impl Send for Mapping {}
+    // SAFETY: as for `Send`; `Mapping` itself never touches the bytes.
+    unsafe impl Sync for Mapping {}
+
+    impl Drop for Mapping {
+        fn drop(&mut self) {
+            // SAFETY: `ptr..ptr+len` is a mapping this value created and
+            // owns; every `SharedRegion` over it holds this owner, so none is
+            // left to use the span once it is dropped. An error leaves the
+            // mapping in place, which leaks address space but is sound.
+            let _ = unsafe { munmap(self.ptr.as_ptr().cast(), self.len) };
+        }
+    }
+
+    /// Maps a ring file (control page then data area) shared and read-write.
+    /// With `double`, the data area is mapped a second time right after the
+    /// first, so the region is `4096 + 2 * data_len` bytes long.
+    pub(crate) fn map_ring_fd(fd: BorrowedFd<'_>, data_len: usize, double: bool) -> io::Result<SharedRegion> {
+        let page = crate::wire::PAGE_SIZE;
+        let file_len = page + data_len;
+        let map_len = if double { file_len + data_len } else { file_len };
+        let rw = ProtFlags::READ | ProtFlags::WRITE;
+        // SAFETY: a fresh mapping at an address the kernel picks cannot
+        // overlap any memory this process uses; `Mapping` takes ownership at
+        // once so it is unmapped on every path.
+        let base = unsafe { mmap_anonymous(core::ptr::null_mut(), map_len, ProtFlags::empty(), MapFlags::PRIVATE) }?;
+        let mapping = Mapping { ptr: NonNull::new(base.cast()).ok_or(io::ErrorKind::AddrNotAvailable)?, len: map_len };
+        // SAFETY: MAP_FIXED replaces pages inside the reservation made just
+        // above and owned by `mapping`, so no other memory is affected.
+        unsafe { mmap(base, file_len, rw, MapFlags::SHARED | MapFlags::FIXED, fd, 0) }?;
+        if double {
+            // SAFETY: as above; the target span `[file_len, map_len)` lies
+            // inside the reservation, and the file offset `page` with length
+            // `data_len` lies inside the file (the caller sized it).
+            unsafe {
+                mmap(
+                    base.cast::<u8>().add(file_len).cast(),
+                    data_len,
+                    rw,
+                    MapFlags::SHARED | MapFlags::FIXED,
+                    fd,
+                    page as u64,
+                )
+            }?;
+        }
+        let ptr = mapping.ptr;
+        // SAFETY: the span is mapped read-write and page-aligned for as long
+        // as `mapping` lives, and the region owns `mapping`. No Rust
+        // reference to it exists; other processes may change it, which the
+        // region's accessors allow for.
+        Ok(unsafe { SharedRegion::from_raw(ptr, map_len, mapping) })
+    }
+}

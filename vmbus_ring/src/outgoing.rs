@@ -1,0 +1,335 @@
+//! The writing endpoint of a ring.
+
+use crate::error::PayloadBoundsError;
+use crate::memory::{check_data_len, ControlWord, RingMem};
+use crate::packet::{round_up8, OutgoingKind, OutgoingPacket, PayloadRange, MAX_PACKET_SIZE};
+use crate::wire::{
+    packet_type, GpaDirectHeader, PacketDescriptor, PacketFooter, TransferPageHeader, FEATURE_PENDING_SEND_SIZE,
+    FLAG_COMPLETION_REQUESTED, PACKET_ALIGNMENT,
+};
+use crate::{index, signal, CorruptError, Field, OpenError, RingState, WriteError};
+use core::sync::atomic::Ordering;
+use zerocopy::IntoBytes;
+
+/// The writing end of a ring.
+///
+/// The write index is private to this endpoint: it is read (and validated)
+/// once when the ring is opened and published only by a commit, so nothing
+/// the peer writes to it is ever trusted. The peer's read index is cached and
+/// re-read only when the cached value leaves too little room.
+///
+/// ```
+/// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing};
+/// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+/// let mut batch = ring.write_batch();
+/// batch.write(&OutgoingPacket::in_band(1), &[b"hello, "]).unwrap();
+/// batch.write(&OutgoingPacket::in_band(2), &[b"wor", b"ld"]).unwrap();
+/// let signal_reader = batch.commit();
+/// assert!(signal_reader); // the ring was empty and the reader is not polling
+/// ```
+#[derive(Debug)]
+pub struct OutgoingRing<M> {
+    mem: M,
+    data_len: u32,
+    write_index: u32,
+    read_index: u32,
+}
+
+impl<M: RingMem> OutgoingRing<M> {
+    /// Opens the writing end over `mem`, validating the data-area size and
+    /// both indices, and advertises pending-send-size support.
+    pub fn new(mem: M) -> Result<Self, OpenError> {
+        check_data_len(mem.data_len())?;
+        let data_len = mem.data_len() as u32;
+        let write_index =
+            index::check(mem.load(ControlWord::WriteIndex, Ordering::Relaxed), data_len, Field::WriteIndex)?;
+        let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Acquire), data_len, Field::ReadIndex)?;
+        mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
+        Ok(Self { mem, data_len, write_index, read_index })
+    }
+
+    /// The ring memory.
+    pub fn memory(&self) -> &M {
+        &self.mem
+    }
+
+    /// Size of the data area in bytes.
+    pub fn data_len(&self) -> usize {
+        self.data_len as usize
+    }
+
+    /// The committed write index.
+    pub fn write_index(&self) -> u32 {
+        self.write_index
+    }
+
+    /// Largest packet this ring takes, footer included: what an empty ring
+    /// can hold, and what a descriptor can describe.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingRing};
+    /// let ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// assert_eq!(ring.max_packet_size(), 4088);
+    /// ```
+    pub fn max_packet_size(&self) -> usize {
+        (self.data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE)
+    }
+
+    /// Starts a batch of writes at the committed write index.
+    pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
+        let cursor = self.write_index;
+        WriteBatch { ring: self, cursor, packets: 0 }
+    }
+
+    /// Writes one packet and commits it; returns whether to signal the reader.
+    pub fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<bool, WriteError> {
+        let mut batch = self.write_batch();
+        batch.write(packet, payload)?;
+        Ok(batch.commit())
+    }
+
+    /// Whether a packet of `packet_size` bytes (see [`OutgoingPacket::size`])
+    /// fits now. Re-reads the peer's read index if the cached one is not enough.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingRing};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// assert!(ring.can_write(4088).unwrap());
+    /// assert!(!ring.can_write(4096).unwrap()); // a ring is never completely full
+    /// ```
+    pub fn can_write(&mut self, packet_size: usize) -> Result<bool, CorruptError> {
+        Ok(self.free_from(self.write_index, packet_size)? >= packet_size)
+    }
+
+    /// Bytes free for packets starting at `cursor`, refreshing the cached read
+    /// index first if the cached one leaves less than `wanted`.
+    fn free_from(&mut self, cursor: u32, wanted: usize) -> Result<usize, CorruptError> {
+        let free = index::free(self.data_len, cursor, self.read_index) as usize;
+        if free >= wanted {
+            return Ok(free);
+        }
+        self.refresh_read_index()?;
+        Ok(index::free(self.data_len, cursor, self.read_index) as usize)
+    }
+
+    fn refresh_read_index(&mut self) -> Result<(), CorruptError> {
+        let read = self.mem.load(ControlWord::ReadIndex, Ordering::Acquire);
+        self.read_index = index::check(read, self.data_len, Field::ReadIndex)?;
+        Ok(())
+    }
+
+    /// Tells the reader this writer is blocked until `packet_size` bytes are
+    /// free, then re-checks: returns `Ok(true)` (with the request withdrawn)
+    /// if the space is there already, `Ok(false)` if the caller should wait
+    /// for the reader's signal. Call [`clear_pending_send_size`](Self::clear_pending_send_size)
+    /// once the write has gone through.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingRing};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// assert!(ring.set_pending_send_size(64).unwrap()); // an empty ring has room: no wait
+    /// assert!(ring.set_pending_send_size(8192).is_err()); // can never fit
+    /// ```
+    pub fn set_pending_send_size(&mut self, packet_size: usize) -> Result<bool, WriteError> {
+        self.check_fits_ring(packet_size)?;
+        self.mem.store(ControlWord::PendingSendSize, packet_size as u32, Ordering::Relaxed);
+        self.mem.full_fence();
+        self.refresh_read_index()?;
+        let room = index::free(self.data_len, self.write_index, self.read_index) as usize >= packet_size;
+        if room {
+            self.clear_pending_send_size();
+        }
+        Ok(room)
+    }
+
+    /// Withdraws a pending send size.
+    pub fn clear_pending_send_size(&mut self) {
+        self.mem.store(ControlWord::PendingSendSize, 0, Ordering::Relaxed);
+    }
+
+    /// A snapshot of the control page.
+    pub fn state(&self) -> RingState {
+        RingState::read(&self.mem)
+    }
+
+    fn check_fits_ring(&self, packet_size: usize) -> Result<(), WriteError> {
+        let max = self.max_packet_size();
+        if packet_size > max {
+            return Err(WriteError::TooLarge { needed: packet_size, max });
+        }
+        Ok(())
+    }
+}
+
+/// Packets written since the last commit: invisible to the reader until
+/// [`commit`](Self::commit); dropping the batch (or [`revert`](Self::revert))
+/// discards them.
+#[derive(Debug)]
+#[must_use = "a batch publishes nothing until it is committed"]
+pub struct WriteBatch<'a, M> {
+    ring: &'a mut OutgoingRing<M>,
+    cursor: u32,
+    packets: usize,
+}
+
+impl<M: RingMem> WriteBatch<'_, M> {
+    /// Writes a packet whose payload is the concatenation of `payload`.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing, WriteError};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// let mut batch = ring.write_batch();
+    /// batch.write(&OutgoingPacket::in_band(1), &[&[0; 3000]]).unwrap();
+    /// let full = batch.write(&OutgoingPacket::in_band(2), &[&[0; 3000]]);
+    /// assert!(matches!(full, Err(WriteError::Full { needed: 3024, .. })));
+    /// ```
+    pub fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), WriteError> {
+        let payload_len = payload.iter().try_fold(0usize, |sum, piece| sum.checked_add(piece.len()));
+        let range = self.reserve(packet, payload_len.unwrap_or(usize::MAX))?;
+        let mut at = range.offset;
+        for piece in payload.iter().filter(|piece| !piece.is_empty()) {
+            self.ring.mem.write_data(at as usize, piece);
+            at = index::advance(self.ring.data_len, at, piece.len() as u32);
+        }
+        Ok(())
+    }
+
+    /// Writes a packet's descriptor, header, padding and footer, and returns
+    /// where its `payload_len` payload bytes go, for the caller to fill with
+    /// [`write_payload`](Self::write_payload) before the commit.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// let mut batch = ring.write_batch();
+    /// let payload = batch.reserve(&OutgoingPacket::in_band(1), 12).unwrap();
+    /// batch.write_payload(payload, 0, b"hello").unwrap();
+    /// batch.write_payload(payload, 5, b", world").unwrap();
+    /// assert!(batch.write_payload(payload, 10, b"overrun").is_err());
+    /// batch.commit();
+    /// ```
+    pub fn reserve(&mut self, packet: &OutgoingPacket<'_>, payload_len: usize) -> Result<PayloadRange, WriteError> {
+        let ring = &mut *self.ring;
+        let needed = packet.size(payload_len);
+        ring.check_fits_ring(needed)?;
+        let free = ring.free_from(self.cursor, needed)?;
+        if free < needed {
+            return Err(WriteError::Full { needed, free });
+        }
+        let start = self.cursor;
+        let header_len = packet.kind.header_len();
+        // `needed` fits the ring and a descriptor (checked above), so the
+        // lengths below fit their fields.
+        let data_offset = size_of::<PacketDescriptor>() + header_len;
+        let length = needed - size_of::<PacketFooter>();
+        let descriptor = PacketDescriptor {
+            packet_type: wire_type(&packet.kind).into(),
+            data_offset8: ((data_offset / PACKET_ALIGNMENT) as u16).into(),
+            length8: ((length / PACKET_ALIGNMENT) as u16).into(),
+            flags: if packet.completion_requested { FLAG_COMPLETION_REQUESTED } else { 0 }.into(),
+            transaction_id: packet.transaction_id.into(),
+        };
+        let mem = &ring.mem;
+        let data_len = ring.data_len;
+        let mut at = start;
+        let mut put = |bytes: &[u8]| {
+            mem.write_data(at as usize, bytes);
+            at = index::advance(data_len, at, bytes.len() as u32);
+        };
+        put(descriptor.as_bytes());
+        match packet.kind {
+            OutgoingKind::InBand | OutgoingKind::Completion => {}
+            OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
+                let header = TransferPageHeader {
+                    set_id: set_id.into(),
+                    sender_owns_set: sender_owns_set.into(),
+                    reserved: 0,
+                    range_count: (ranges.len() as u32).into(),
+                };
+                put(header.as_bytes());
+                put(ranges.as_bytes());
+            }
+            OutgoingKind::GpaDirect(ranges) => {
+                let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
+                put(header.as_bytes());
+                put(ranges.words().as_bytes());
+            }
+        }
+        let payload = PayloadRange { offset: at, len: payload_len as u32 };
+        let padding_at = index::advance(data_len, at, payload_len as u32);
+        mem.zero_data(padding_at as usize, round_up8(payload_len) - payload_len);
+        let footer_at = index::advance(data_len, start, length as u32);
+        let footer = PacketFooter { reserved: 0.into(), start_offset: start.into() };
+        mem.write_data(footer_at as usize, footer.as_bytes());
+        self.cursor = index::advance(data_len, start, needed as u32);
+        self.packets += 1;
+        Ok(payload)
+    }
+
+    /// Copies `bytes` into a payload reserved in this batch, at `offset`
+    /// within it.
+    pub fn write_payload(
+        &mut self,
+        payload: PayloadRange,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), PayloadBoundsError> {
+        let out_of_bounds = PayloadBoundsError { offset, len: bytes.len(), payload_len: payload.len() };
+        let end = offset.checked_add(bytes.len()).ok_or(out_of_bounds)?;
+        if end > payload.len() || !self.holds(payload) {
+            return Err(out_of_bounds);
+        }
+        let at = index::advance(self.ring.data_len, payload.offset, offset as u32);
+        self.ring.mem.write_data(at as usize, bytes);
+        Ok(())
+    }
+
+    /// Whether `payload` lies within the bytes this batch has written.
+    fn holds(&self, payload: PayloadRange) -> bool {
+        let data_len = self.ring.data_len;
+        let start = self.ring.write_index;
+        if payload.offset >= data_len {
+            return false;
+        }
+        let written = index::used(data_len, self.cursor, start) as u64;
+        let from_start = index::used(data_len, payload.offset, start) as u64;
+        from_start + payload.len as u64 <= written
+    }
+
+    /// Packets written in this batch.
+    pub fn packets(&self) -> usize {
+        self.packets
+    }
+
+    /// Bytes written in this batch.
+    pub fn bytes(&self) -> usize {
+        index::used(self.ring.data_len, self.cursor, self.ring.write_index) as usize
+    }
+
+    /// Publishes the batch: one release store of the write index. Returns
+    /// whether the reader must be signalled (it was caught up and is not
+    /// polling); an empty batch publishes nothing and needs no signal.
+    #[must_use = "signal the reader when this returns true"]
+    pub fn commit(self) -> bool {
+        let ring = self.ring;
+        if self.packets == 0 {
+            return false;
+        }
+        let batch_start = ring.write_index;
+        ring.mem.store(ControlWord::WriteIndex, self.cursor, Ordering::Release);
+        ring.write_index = self.cursor;
+        signal::reader_needs_signal(&ring.mem, batch_start)
+    }
+
+    /// Discards the batch; the reader never sees it.
+    pub fn revert(self) {}
+}
+
+fn wire_type(kind: &OutgoingKind<'_>) -> u16 {
+    match kind {
+        OutgoingKind::InBand => packet_type::DATA_IN_BAND,
+        OutgoingKind::Completion => packet_type::COMPLETION,
+        OutgoingKind::TransferPages { .. } => packet_type::DATA_TRANSFER_PAGES,
+        OutgoingKind::GpaDirect(_) => packet_type::DATA_GPA_DIRECT,
+    }
+}

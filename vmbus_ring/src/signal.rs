@@ -1,0 +1,87 @@
+//! Signal decisions, from control-word values or from a control page alone.
+//!
+//! The endpoints call these after each commit; code that holds only a
+//! control page (a hypervisor's interrupt path, a debugger) can call them
+//! too. The rules are DESIGN.md's: a writer signals when the ring went from
+//! empty to non-empty and the reader has not masked interrupts; a reader
+//! signals when the free space crossed the writer's pending send size.
+
+use crate::index;
+use crate::memory::{ControlPage, ControlWord};
+use crate::wire::PACKET_ALIGNMENT;
+use crate::Field;
+use core::sync::atomic::Ordering;
+
+/// Whether a writer that just published a batch must signal the reader: the
+/// reader has not masked interrupts and had read everything up to where the
+/// batch started (so the ring went from empty to non-empty).
+///
+/// ```
+/// use vmbus_ring::signal::reader_signal_due;
+/// assert!(reader_signal_due(0, 64, 64)); // reader was caught up, not masked
+/// assert!(!reader_signal_due(1, 64, 64)); // reader is polling
+/// assert!(!reader_signal_due(0, 0, 64)); // reader still had data: it will see the new packets
+/// ```
+pub const fn reader_signal_due(interrupt_mask: u32, read_index: u32, batch_start: u32) -> bool {
+    interrupt_mask == 0 && read_index == batch_start
+}
+
+/// Whether a reader that just moved its read index from `old_read` to
+/// `new_read` must signal the writer: the writer asked for
+/// `pending_send_size` free bytes and the free space went from below that to
+/// at least it.
+///
+/// The pending send size is rounded down to a multiple of 8 (some peers ask
+/// for `data_len - 1`). Indices that are not valid for `data_len` cannot be
+/// reasoned about, so they yield a signal: a spare signal costs little, a
+/// lost one stalls the writer forever.
+///
+/// ```
+/// use vmbus_ring::signal::writer_signal_due;
+/// // 4096-byte data area, writer at 4000, reader moves from 0 to 2000.
+/// // Free space goes from 88 to 2088 bytes.
+/// assert!(writer_signal_due(4096, 1000, 4000, 0, 2000)); // crossed 1000
+/// assert!(!writer_signal_due(4096, 3000, 4000, 0, 2000)); // still below 3000
+/// assert!(!writer_signal_due(4096, 0, 4000, 0, 2000)); // writer not waiting
+/// ```
+pub fn writer_signal_due(
+    data_len: u32,
+    pending_send_size: u32,
+    write_index: u32,
+    old_read: u32,
+    new_read: u32,
+) -> bool {
+    if pending_send_size == 0 {
+        return false;
+    }
+    let valid = |value| index::check(value, data_len, Field::WriteIndex).is_ok();
+    if !(valid(write_index) && valid(old_read) && valid(new_read)) {
+        return true;
+    }
+    let wanted = pending_send_size & !(PACKET_ALIGNMENT as u32 - 1);
+    let before = index::free(data_len, write_index, old_read);
+    let after = index::free(data_len, write_index, new_read);
+    before < wanted && after >= wanted
+}
+
+/// For a writer that has just stored its new write index (release): a full
+/// fence, then the reader-signal decision from the control page.
+pub fn reader_needs_signal(control: &impl ControlPage, batch_start: u32) -> bool {
+    control.full_fence();
+    let mask = control.load(ControlWord::InterruptMask, Ordering::Relaxed);
+    let read = control.load(ControlWord::ReadIndex, Ordering::Relaxed);
+    reader_signal_due(mask, read, batch_start)
+}
+
+/// For a reader that has just stored its new read index `new_read` (release),
+/// moving it from `old_read`: a full fence, then the writer-signal decision
+/// from the control page. `data_len` is the ring's data-area size.
+pub fn writer_needs_signal(control: &impl ControlPage, data_len: u32, old_read: u32, new_read: u32) -> bool {
+    control.full_fence();
+    let pending = control.load(ControlWord::PendingSendSize, Ordering::Relaxed);
+    if pending == 0 {
+        return false;
+    }
+    let write = control.load(ControlWord::WriteIndex, Ordering::Relaxed);
+    writer_signal_due(data_len, pending, write, old_read, new_read)
+}
