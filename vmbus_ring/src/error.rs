@@ -164,6 +164,9 @@ pub enum WriteError {
         /// Largest packet this ring takes, footer included.
         max: usize,
     },
+    /// A GPA-direct packet must carry at least one range.
+    #[error("a GPA-direct packet needs at least one range")]
+    NoGpaRange,
     /// A payload write runs past the reserved payload.
     #[error(transparent)]
     OutOfRange(#[from] PayloadBoundsError),

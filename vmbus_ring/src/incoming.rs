@@ -34,7 +34,7 @@ const TYPE_HEADER_LEN: u32 = 8;
 /// assert_eq!(packet.transaction_id, 9);
 /// assert_eq!(packet.kind, PacketKind::InBand);
 /// let mut bytes = [0; 4];
-/// batch.read_payload(&packet.payload, 0, &mut bytes).unwrap();
+/// batch.read_payload(packet.payload, 0, &mut bytes).unwrap();
 /// assert_eq!(&bytes, b"ping");
 /// assert_eq!(batch.next(), Err(ReadError::Empty));
 /// let signal_writer = batch.commit();
@@ -249,12 +249,7 @@ impl<M: RingMem> ReadBatch<'_, M> {
     }
 
     /// Copies payload bytes starting `offset` bytes into `payload` into `buf`.
-    pub fn read_payload(
-        &self,
-        payload: &PayloadRange,
-        offset: usize,
-        buf: &mut [u8],
-    ) -> Result<(), PayloadBoundsError> {
+    pub fn read_payload(&self, payload: PayloadRange, offset: usize, buf: &mut [u8]) -> Result<(), PayloadBoundsError> {
         let out_of_bounds = PayloadBoundsError { offset, len: buf.len(), payload_len: payload.len() };
         let end = offset.checked_add(buf.len()).ok_or(out_of_bounds)?;
         let data_len = self.ring.data_len;

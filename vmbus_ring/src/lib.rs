@@ -28,7 +28,7 @@
 //! let request = batch.next()?;
 //! assert!(request.completion_requested);
 //! let mut bytes = vec![0; request.payload.len()];
-//! batch.read_payload(&request.payload, 0, &mut bytes)?;
+//! batch.read_payload(request.payload, 0, &mut bytes)?;
 //! assert_eq!(&bytes[..7], b"request"); // payloads are padded to 8 bytes
 //! assert_eq!(batch.next()?.kind, PacketKind::Completion);
 //! let signal_writer = batch.commit();
@@ -96,3 +96,12 @@ pub use packet::{
 };
 pub use state::RingState;
 pub use wire::TransferPageRange;
+
+/// The examples in the READMEs, compiled and run as doctests.
+#[cfg(doctest)]
+mod readme_examples {
+    #[doc = include_str!("../README.md")]
+    struct CrateReadme;
+    #[doc = include_str!("../../README.md")]
+    struct WorkspaceReadme;
+}

@@ -119,10 +119,11 @@ impl<M: RingMem> OutgoingRing<M> {
     }
 
     /// Tells the reader this writer is blocked until `packet_size` bytes are
-    /// free, then re-checks: returns `Ok(true)` (with the request withdrawn)
-    /// if the space is there already, `Ok(false)` if the caller should wait
-    /// for the reader's signal. Call [`clear_pending_send_size`](Self::clear_pending_send_size)
-    /// once the write has gone through.
+    /// free (rounded up to a multiple of 8), then re-checks: returns
+    /// `Ok(true)` (with the request withdrawn) if the space is there already,
+    /// `Ok(false)` if the caller should wait for the reader's signal. Call
+    /// [`clear_pending_send_size`](Self::clear_pending_send_size) once the
+    /// write has gone through.
     ///
     /// ```
     /// use vmbus_ring::{FlatRingMem, OutgoingRing};
@@ -131,11 +132,15 @@ impl<M: RingMem> OutgoingRing<M> {
     /// assert!(ring.set_pending_send_size(8192).is_err()); // can never fit
     /// ```
     pub fn set_pending_send_size(&mut self, packet_size: usize) -> Result<bool, WriteError> {
-        self.check_fits_ring(packet_size)?;
-        self.mem.store(ControlWord::PendingSendSize, packet_size as u32, Ordering::Relaxed);
+        let wanted = round_up8(packet_size);
+        self.check_fits_ring(wanted)?;
+        self.mem.store(ControlWord::PendingSendSize, wanted as u32, Ordering::Relaxed);
         self.mem.full_fence();
-        self.refresh_read_index()?;
-        let room = index::free(self.data_len, self.write_index, self.read_index) as usize >= packet_size;
+        if let Err(corrupt) = self.refresh_read_index() {
+            self.clear_pending_send_size();
+            return Err(corrupt.into());
+        }
+        let room = index::free(self.data_len, self.write_index, self.read_index) as usize >= wanted;
         if room {
             self.clear_pending_send_size();
         }
@@ -210,6 +215,9 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// ```
     pub fn reserve(&mut self, packet: &OutgoingPacket<'_>, payload_len: usize) -> Result<PayloadRange, WriteError> {
         let ring = &mut *self.ring;
+        if matches!(packet.kind, OutgoingKind::GpaDirect(ranges) if ranges.is_empty()) {
+            return Err(WriteError::NoGpaRange);
+        }
         let needed = packet.size(payload_len);
         ring.check_fits_ring(needed)?;
         let free = ring.free_from(self.cursor, needed)?;

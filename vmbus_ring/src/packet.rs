@@ -22,6 +22,12 @@ pub struct PayloadRange {
 }
 
 impl PayloadRange {
+    /// The `len` bytes at data-area offset `offset`. Reads and writes check
+    /// a range against the ring they are used on.
+    pub const fn new(offset: u32, len: u32) -> Self {
+        Self { offset, len }
+    }
+
     /// Data-area offset of the first payload byte.
     pub fn offset(&self) -> u32 {
         self.offset
@@ -140,8 +146,13 @@ impl<'a> OutgoingPacket<'a> {
     }
 
     /// A transfer-pages packet.
-    pub fn transfer_pages(transaction_id: u64, set_id: u16, ranges: &'a [TransferPageRange]) -> Self {
-        let kind = OutgoingKind::TransferPages { set_id, sender_owns_set: false, ranges };
+    pub fn transfer_pages(
+        transaction_id: u64,
+        set_id: u16,
+        sender_owns_set: bool,
+        ranges: &'a [TransferPageRange],
+    ) -> Self {
+        let kind = OutgoingKind::TransferPages { set_id, sender_owns_set, ranges };
         Self { transaction_id, completion_requested: false, kind }
     }
 
@@ -166,7 +177,7 @@ impl<'a> OutgoingPacket<'a> {
 /// header and `payload_len` bytes of payload: descriptor, header, payload
 /// padded to 8, footer. Saturates instead of overflowing.
 pub const fn packet_size(header_len: usize, payload_len: usize) -> usize {
-    let unpadded = (DESCRIPTOR_LEN + header_len).saturating_add(payload_len);
+    let unpadded = DESCRIPTOR_LEN.saturating_add(header_len).saturating_add(payload_len);
     round_up8(unpadded).saturating_add(FOOTER_LEN)
 }
 

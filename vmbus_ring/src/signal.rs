@@ -31,10 +31,12 @@ pub const fn reader_signal_due(interrupt_mask: u32, read_index: u32, batch_start
 /// `pending_send_size` free bytes and the free space went from below that to
 /// at least it.
 ///
-/// The pending send size is rounded down to a multiple of 8 (some peers ask
-/// for `data_len - 1`). Indices that are not valid for `data_len` cannot be
-/// reasoned about, so they yield a signal: a spare signal costs little, a
-/// lost one stalls the writer forever.
+/// Free space is always a multiple of 8, so the pending send size is rounded
+/// up to one, and capped at the most an empty ring has free (`data_len - 8`):
+/// peers exist that ask for `data_len - 1`, which only an empty ring can
+/// honour. Indices that are not valid for `data_len` cannot be reasoned
+/// about, so they yield a signal: a spare signal costs little, a lost one
+/// stalls the writer forever.
 ///
 /// ```
 /// use vmbus_ring::signal::writer_signal_due;
@@ -43,6 +45,7 @@ pub const fn reader_signal_due(interrupt_mask: u32, read_index: u32, batch_start
 /// assert!(writer_signal_due(4096, 1000, 4000, 0, 2000)); // crossed 1000
 /// assert!(!writer_signal_due(4096, 3000, 4000, 0, 2000)); // still below 3000
 /// assert!(!writer_signal_due(4096, 0, 4000, 0, 2000)); // writer not waiting
+/// assert!(writer_signal_due(4096, 4095, 4000, 0, 4000)); // asked for "everything": ring now empty
 /// ```
 pub fn writer_signal_due(
     data_len: u32,
@@ -58,10 +61,11 @@ pub fn writer_signal_due(
     if !(valid(write_index) && valid(old_read) && valid(new_read)) {
         return true;
     }
-    let wanted = pending_send_size & !(PACKET_ALIGNMENT as u32 - 1);
+    let most_free = data_len.saturating_sub(PACKET_ALIGNMENT as u32);
+    let wanted = u64::from(pending_send_size).next_multiple_of(PACKET_ALIGNMENT as u64).min(most_free.into());
     let before = index::free(data_len, write_index, old_read);
     let after = index::free(data_len, write_index, new_read);
-    before < wanted && after >= wanted
+    u64::from(before) < wanted && u64::from(after) >= wanted
 }
 
 /// For a writer that has just stored its new write index (release): a full

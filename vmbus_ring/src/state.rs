@@ -131,3 +131,57 @@ mod valuable_impl {
         }
     }
 }
+
+#[cfg(all(test, feature = "inspect"))]
+mod tests {
+    use super::RingState;
+    use crate::{ControlPage, ControlWord, FlatRingMem};
+    use core::sync::atomic::Ordering;
+    use inspect::{NamedValues, Value, Visit};
+
+    /// Collects the named fields a `Valuable` reports.
+    #[derive(Default)]
+    struct Fields(Vec<(String, String)>);
+
+    impl Visit for Fields {
+        fn visit_value(&mut self, value: Value<'_>) {
+            if let Value::Structable(structable) = value {
+                structable.visit(self);
+            }
+        }
+        fn visit_named_fields(&mut self, named: &NamedValues<'_>) {
+            for (field, value) in named {
+                self.0.push((field.name().to_string(), format!("{value:?}")));
+            }
+        }
+    }
+
+    #[test]
+    fn valuable_reports_every_field_by_name() {
+        let mem = FlatRingMem::new(8192).unwrap();
+        mem.store(ControlWord::WriteIndex, 64, Ordering::Relaxed);
+        mem.store(ControlWord::PendingSendSize, 512, Ordering::Relaxed);
+        let state = RingState::read(&mem);
+        let mut fields = Fields::default();
+        inspect::visit(&state, &mut fields);
+        let names: Vec<&str> = fields.0.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "data_len",
+                "write_index",
+                "read_index",
+                "interrupt_mask",
+                "pending_send_size",
+                "feature_bits",
+                "bytes_used",
+                "bytes_free"
+            ]
+        );
+        let value = |name: &str| fields.0.iter().find(|(field, _)| field == name).unwrap().1.clone();
+        assert_eq!(value("write_index"), "64");
+        assert_eq!(value("pending_send_size"), "512");
+        assert_eq!(value("bytes_used"), "64");
+        assert_eq!(value("bytes_free"), "8120");
+    }
+}

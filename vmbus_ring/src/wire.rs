@@ -4,8 +4,10 @@
 //! converted to and from bytes without hand-written shuffling. Sizes are
 //! checked at compile time against the wire facts.
 
-use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+/// Little-endian integers as they lie on the wire; `.get()` gives the value.
+pub use zerocopy::little_endian::{U16, U32, U64};
 
 /// Size of the control page and of every data page, in bytes.
 pub const PAGE_SIZE: usize = 4096;
