@@ -1,0 +1,51 @@
+//! The channel's error type.
+
+use thiserror::Error;
+use vmbus_ring::{CorruptError, WriteError};
+
+/// Why a channel operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The peer closed the channel (or died), and the ring has nothing
+    /// more to read.
+    #[error("the peer closed the channel")]
+    Closed,
+    /// The ring is full; only the `try_` variants report this, the others wait.
+    #[error("the ring is full: the packet needs {needed} bytes, {free} are free")]
+    Full {
+        /// Bytes the packet needs.
+        needed: usize,
+        /// Bytes free now.
+        free: usize,
+    },
+    /// The peer broke the ring's wire rules.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptError),
+    /// The packet cannot be written (too large, malformed request).
+    #[error(transparent)]
+    Write(WriteError),
+    /// A completion names a transaction id that is not outstanding: never
+    /// issued, already completed, or issued by someone else.
+    #[error("completion for transaction id {0}, which is not outstanding")]
+    UnknownTransaction(u64),
+    /// As many transactions as the limit allows are already outstanding.
+    #[error("{limit} transactions are already outstanding")]
+    TooManyTransactions {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The peer sent a pipe message that breaks the pipe framing.
+    #[error("bad pipe message: {0}")]
+    Pipe(&'static str),
+}
+
+impl From<WriteError> for ChannelError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Full { needed, free } => ChannelError::Full { needed, free },
+            WriteError::Corrupt(corrupt) => ChannelError::Corrupt(corrupt),
+            other => ChannelError::Write(other),
+        }
+    }
+}

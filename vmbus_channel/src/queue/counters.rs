@@ -1,0 +1,77 @@
+//! Queue counters, kept like a NIC queue's, and the state snapshot.
+
+use inspect::Valuable;
+use std::sync::atomic::{AtomicU64, Ordering};
+use vmbus_ring::RingState;
+
+/// Live counters shared by a queue's two halves.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub signals_sent: AtomicU64,
+    pub ring_full: AtomicU64,
+    pub write_waits: AtomicU64,
+    pub read_waits: AtomicU64,
+    pub unsupported_skipped: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self, signals_received: u64) -> QueueCounters {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        QueueCounters {
+            packets_received: get(&self.packets_received),
+            bytes_received: get(&self.bytes_received),
+            packets_sent: get(&self.packets_sent),
+            bytes_sent: get(&self.bytes_sent),
+            signals_sent: get(&self.signals_sent),
+            signals_received,
+            ring_full: get(&self.ring_full),
+            write_waits: get(&self.write_waits),
+            read_waits: get(&self.read_waits),
+            unsupported_skipped: get(&self.unsupported_skipped),
+        }
+    }
+}
+
+/// A queue's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Valuable)]
+pub struct QueueCounters {
+    /// Packets read (completions routed to transactions included).
+    pub packets_received: u64,
+    /// Payload bytes read, padding included.
+    pub bytes_received: u64,
+    /// Packets written.
+    pub packets_sent: u64,
+    /// Payload bytes written.
+    pub bytes_sent: u64,
+    /// Signals sent to the peer.
+    pub signals_sent: u64,
+    /// Signals received from the peer.
+    pub signals_received: u64,
+    /// Times a write found the ring full.
+    pub ring_full: u64,
+    /// Times a write had to wait for the peer to free space.
+    pub write_waits: u64,
+    /// Times a read had to wait for the peer to send.
+    pub read_waits: u64,
+    /// Packets of unsupported types skipped.
+    pub unsupported_skipped: u64,
+}
+
+/// A queue's state: its counters and both rings' control pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Valuable)]
+pub struct QueueState {
+    /// The counters.
+    pub counters: QueueCounters,
+    /// The ring this end reads.
+    pub incoming: RingState,
+    /// The ring this end writes.
+    pub outgoing: RingState,
+}

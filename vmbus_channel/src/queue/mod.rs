@@ -1,0 +1,121 @@
+//! The async packet queue over a raw channel.
+//!
+//! Runtime-agnostic: the futures use only `std::task`, and wake through the
+//! channel's [`Signal`]; any executor (or [`block_on`](crate::block_on))
+//! drives them.
+
+mod counters;
+mod reader;
+mod writer;
+
+pub use counters::{QueueCounters, QueueState};
+pub use reader::{Packet, Payload, QueueReader};
+pub use writer::{PacketWithPayload, QueueWriter};
+
+use crate::channel::RawChannel;
+use crate::signal::Signal;
+use crate::transaction::Transactions;
+use counters::Counters;
+use std::sync::Arc;
+use vmbus_ring::RingMem;
+
+/// What the two halves of a queue share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    counters: Counters,
+    transactions: Option<Arc<Transactions>>,
+}
+
+/// A packet queue over a channel: reads and writes with batching, waiting on
+/// the peer's signals, and optional transaction matching.
+///
+/// ```
+/// use vmbus_channel::{block_on, connected_pair, Queue};
+/// use vmbus_ring::OutgoingPacket;
+///
+/// let (host, guest) = connected_pair(4096).unwrap();
+/// let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
+/// block_on(host.writer().write(&OutgoingPacket::in_band(5), &[b"hello"])).unwrap();
+/// let packet = block_on(guest.reader().read()).unwrap();
+/// assert_eq!(packet.header.transaction_id, 5);
+/// assert_eq!(&packet.payload[..5], b"hello");
+/// ```
+#[derive(Debug)]
+pub struct Queue<M, S> {
+    reader: QueueReader<M, S>,
+    writer: QueueWriter<M, S>,
+}
+
+impl<M: RingMem, S: Signal> Queue<M, S> {
+    /// A queue over `channel`, without transaction matching: completions are
+    /// handed to the reader like any packet.
+    pub fn new(channel: RawChannel<M, S>) -> Self {
+        Self::build(channel, None)
+    }
+
+    /// A queue that matches completions to the requests sent with
+    /// [`QueueWriter::request`], with at most `limit` outstanding.
+    pub fn with_transactions(channel: RawChannel<M, S>, limit: usize) -> Self {
+        Self::build(channel, Some(Arc::new(Transactions::new(limit))))
+    }
+
+    fn build(channel: RawChannel<M, S>, transactions: Option<Arc<Transactions>>) -> Self {
+        let shared = Arc::new(Shared { counters: Counters::default(), transactions });
+        let RawChannel { incoming, outgoing, signal } = channel;
+        Self {
+            reader: QueueReader { ring: incoming, signal: signal.clone(), shared: shared.clone() },
+            writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false },
+        }
+    }
+
+    /// The read half.
+    pub fn reader(&mut self) -> &mut QueueReader<M, S> {
+        &mut self.reader
+    }
+
+    /// The write half.
+    pub fn writer(&mut self) -> &mut QueueWriter<M, S> {
+        &mut self.writer
+    }
+
+    /// Splits the queue into halves that can move to different tasks or threads.
+    pub fn split(self) -> (QueueReader<M, S>, QueueWriter<M, S>) {
+        (self.reader, self.writer)
+    }
+
+    /// Counters and both rings' control state.
+    pub fn state(&self) -> QueueState {
+        QueueState {
+            counters: self.reader.shared.counters.snapshot(self.reader.signal.notifier().generation()),
+            incoming: self.reader.ring.state(),
+            outgoing: self.writer.ring.state(),
+        }
+    }
+}
+
+impl<M: RingMem, S: Signal> QueueReader<M, S> {
+    /// Counters (shared with the write half) and this half's ring state.
+    pub fn counters(&self) -> QueueCounters {
+        self.shared.counters.snapshot(self.signal.notifier().generation())
+    }
+}
+
+impl<M: RingMem, S: Signal> QueueWriter<M, S> {
+    /// Counters (shared with the read half).
+    pub fn counters(&self) -> QueueCounters {
+        self.shared.counters.snapshot(self.signal.notifier().generation())
+    }
+
+    /// Transactions outstanding, if this queue matches them.
+    pub fn outstanding_transactions(&self) -> usize {
+        self.shared.transactions.as_ref().map_or(0, |transactions| transactions.outstanding())
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(transactions) = &self.transactions {
+            transactions.close();
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The write half of a queue.
+
+use super::counters::Counters;
+use super::Shared;
+use crate::signal::Signal;
+use crate::transaction::Completion;
+use crate::ChannelError;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use vmbus_ring::{OutgoingPacket, OutgoingRing, RingMem, WriteBatch, WriteError};
+
+/// A packet and its payload (a gather list), for batch writes.
+pub type PacketWithPayload<'a> = (OutgoingPacket<'a>, &'a [&'a [u8]]);
+
+/// The write half of a [`Queue`](crate::Queue).
+#[derive(Debug)]
+pub struct QueueWriter<M, S> {
+    pub(super) ring: OutgoingRing<M>,
+    pub(super) signal: Arc<S>,
+    pub(super) shared: Arc<Shared>,
+    /// Whether this half has a pending send size set in the ring.
+    pub(super) waiting_for_space: bool,
+}
+
+impl<M: RingMem, S: Signal> QueueWriter<M, S> {
+    /// Writes one packet without waiting; [`ChannelError::Full`] if the
+    /// ring has no room for it now.
+    pub fn try_write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), ChannelError> {
+        self.check_open()?;
+        let mut batch = self.ring.write_batch();
+        let written = write_counted(&mut batch, &self.shared.counters, packet, payload);
+        commit(batch, &*self.signal, &self.shared.counters);
+        written
+    }
+
+    /// Writes `packets` in order, committing as few times as the space
+    /// allows (once if they all fit) and signalling at most once per commit.
+    /// When the ring is full, sets the pending send size and waits for the
+    /// reader's signal instead of spinning. `written` counts the packets
+    /// written so far, so the call can be resumed after `Pending`.
+    pub fn poll_write_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        packets: &[PacketWithPayload<'_>],
+        written: &mut usize,
+    ) -> Poll<Result<(), ChannelError>> {
+        loop {
+            self.check_open()?;
+            let seen = self.signal.notifier().generation();
+            let counters = &self.shared.counters;
+            let mut batch = self.ring.write_batch();
+            let mut outcome = Ok(());
+            for (packet, payload) in &packets[*written..] {
+                outcome = write_counted(&mut batch, counters, packet, payload);
+                if outcome.is_err() {
+                    break;
+                }
+                *written += 1;
+            }
+            let wrote_any = batch.packets() > 0;
+            commit(batch, &*self.signal, counters);
+            if wrote_any && self.waiting_for_space {
+                self.ring.clear_pending_send_size();
+                self.waiting_for_space = false;
+            }
+            let needed = match outcome {
+                Ok(()) => return Poll::Ready(Ok(())),
+                Err(ChannelError::Full { needed, .. }) => needed,
+                Err(error) => return Poll::Ready(Err(error)),
+            };
+            Counters::add(&self.shared.counters.ring_full, 1);
+            if self.ring.set_pending_send_size(needed).map_err(ChannelError::from)? {
+                continue;
+            }
+            self.waiting_for_space = true;
+            if self.signal.notifier().poll_wait(cx, seen).is_pending() {
+                Counters::add(&self.shared.counters.write_waits, 1);
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Writes `packets`, waiting for space as needed (see
+    /// [`poll_write_batch`](Self::poll_write_batch)).
+    pub async fn write_batch(&mut self, packets: &[PacketWithPayload<'_>]) -> Result<(), ChannelError> {
+        let mut written = 0;
+        poll_fn(|cx| self.poll_write_batch(cx, packets, &mut written)).await
+    }
+
+    /// Writes one packet, waiting for space as needed.
+    pub async fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), ChannelError> {
+        self.write_batch(&[(*packet, payload)]).await
+    }
+
+    /// Sends `packet` as a request: the queue assigns its transaction id and
+    /// asks for a completion; the returned future resolves with the
+    /// completion's payload. Needs a queue made with
+    /// [`Queue::with_transactions`](crate::Queue::with_transactions).
+    pub async fn request(
+        &mut self,
+        packet: &OutgoingPacket<'_>,
+        payload: &[&[u8]],
+    ) -> Result<Completion, ChannelError> {
+        let transactions = self.shared.transactions.clone().ok_or(ChannelError::TooManyTransactions { limit: 0 })?;
+        let id = transactions.begin()?;
+        let request = OutgoingPacket { transaction_id: id, ..*packet }.with_completion_requested();
+        match self.write(&request, payload).await {
+            Ok(()) => Ok(Completion::new(transactions, id)),
+            Err(error) => {
+                transactions.cancel(id);
+                Err(error)
+            }
+        }
+    }
+
+    fn check_open(&self) -> Result<(), ChannelError> {
+        if self.signal.notifier().is_closed() {
+            return Err(ChannelError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// Publishes `batch`, signalling the reader if the rules call for it.
+fn commit<M: RingMem>(batch: WriteBatch<'_, M>, signal: &impl Signal, counters: &Counters) {
+    if batch.commit() {
+        signal.signal_peer();
+        Counters::add(&counters.signals_sent, 1);
+    }
+}
+
+fn write_counted<M: RingMem>(
+    batch: &mut WriteBatch<'_, M>,
+    counters: &Counters,
+    packet: &OutgoingPacket<'_>,
+    payload: &[&[u8]],
+) -> Result<(), ChannelError> {
+    batch.write(packet, payload).map_err(|error: WriteError| ChannelError::from(error))?;
+    Counters::add(&counters.packets_sent, 1);
+    Counters::add(&counters.bytes_sent, payload.iter().map(|piece| piece.len() as u64).sum());
+    Ok(())
+}

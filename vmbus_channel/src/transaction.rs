@@ -1,0 +1,162 @@
+//! Transactions: requests that ask for a completion, matched to the
+//! completions the peer sends back by transaction id.
+
+use crate::ChannelError;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+/// The table of outstanding transactions, shared by a queue's two halves.
+#[derive(Debug)]
+pub(crate) struct Transactions {
+    table: Mutex<Table>,
+}
+
+#[derive(Debug)]
+struct Table {
+    next_id: u64,
+    limit: usize,
+    closed: bool,
+    slots: HashMap<u64, Slot>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    /// Waiting for the completion; the waker of the task awaiting it.
+    Waiting(Option<Waker>),
+    /// Completed; the completion's payload, not yet taken.
+    Completed(Vec<u8>),
+    /// The request's future was dropped; the id stays reserved until the
+    /// completion arrives, so a late completion is not mistaken for unknown.
+    Abandoned,
+}
+
+impl Transactions {
+    pub fn new(limit: usize) -> Self {
+        Self { table: Mutex::new(Table { next_id: 1, limit, closed: false, slots: HashMap::new() }) }
+    }
+
+    /// Reserves a fresh id, or fails if the limit is reached or the channel closed.
+    pub fn begin(&self) -> Result<u64, ChannelError> {
+        let mut table = self.table.lock();
+        if table.closed {
+            return Err(ChannelError::Closed);
+        }
+        if table.slots.len() >= table.limit {
+            return Err(ChannelError::TooManyTransactions { limit: table.limit });
+        }
+        let mut id = table.next_id;
+        while id == 0 || table.slots.contains_key(&id) {
+            id = id.wrapping_add(1);
+        }
+        table.next_id = id.wrapping_add(1);
+        table.slots.insert(id, Slot::Waiting(None));
+        Ok(id)
+    }
+
+    /// Releases an id whose request was never sent.
+    pub fn cancel(&self, id: u64) {
+        self.table.lock().slots.remove(&id);
+    }
+
+    /// Delivers a completion. An id that is not outstanding is an error.
+    pub fn complete(&self, id: u64, payload: Vec<u8>) -> Result<(), ChannelError> {
+        let mut table = self.table.lock();
+        match table.slots.get_mut(&id) {
+            Some(slot @ Slot::Waiting(_)) => {
+                if let Slot::Waiting(Some(waker)) = std::mem::replace(slot, Slot::Completed(payload)) {
+                    waker.wake();
+                }
+                Ok(())
+            }
+            Some(Slot::Abandoned) => {
+                table.slots.remove(&id);
+                Ok(())
+            }
+            Some(Slot::Completed(_)) | None => Err(ChannelError::UnknownTransaction(id)),
+        }
+    }
+
+    /// Fails every outstanding transaction with [`ChannelError::Closed`].
+    pub fn close(&self) {
+        let mut table = self.table.lock();
+        table.closed = true;
+        for slot in table.slots.values_mut() {
+            if let Slot::Waiting(waker) = slot {
+                if let Some(waker) = waker.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    /// Transactions outstanding (abandoned ones included).
+    pub fn outstanding(&self) -> usize {
+        self.table.lock().slots.len()
+    }
+}
+
+/// The completion of a request: resolves with the completion's payload, or
+/// [`ChannelError::Closed`] if the channel closes first.
+///
+/// Completions arrive through the queue's read half, so something must be
+/// reading it. Dropping this future abandons the request; its id stays
+/// reserved until the completion arrives.
+#[derive(Debug)]
+#[must_use = "a completion does nothing unless awaited"]
+pub struct Completion {
+    transactions: Arc<Transactions>,
+    id: u64,
+    done: bool,
+}
+
+impl Completion {
+    pub(crate) fn new(transactions: Arc<Transactions>, id: u64) -> Self {
+        Self { transactions, id, done: false }
+    }
+
+    /// The request's transaction id.
+    pub fn transaction_id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl Future for Completion {
+    type Output = Result<Vec<u8>, ChannelError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = self.id;
+        let mut table = self.transactions.table.lock();
+        let closed = table.closed;
+        let result = match table.slots.remove(&id) {
+            Some(Slot::Completed(payload)) => Ok(payload),
+            Some(Slot::Waiting(_)) if !closed => {
+                table.slots.insert(id, Slot::Waiting(Some(cx.waker().clone())));
+                return Poll::Pending;
+            }
+            _ => Err(ChannelError::Closed),
+        };
+        drop(table);
+        self.done = true;
+        Poll::Ready(result)
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut table = self.transactions.table.lock();
+        let closed = table.closed;
+        match table.slots.get_mut(&self.id) {
+            Some(slot @ Slot::Waiting(_)) if !closed => *slot = Slot::Abandoned,
+            _ => {
+                table.slots.remove(&self.id);
+            }
+        }
+    }
+}
