@@ -47,6 +47,8 @@
 //! - [`signal`]: the signalling decisions, usable from a control page alone.
 //! - [`GpaRanges`] and [`GpaRangeBuf`]: guest-physical range lists.
 //! - [`RingState`]: a snapshot of the control page for logs and inspection.
+//! - [`ring_image`], [`load_image`] and [`RingDump`]: ring images for
+//!   debugging, and their decoding (the `ringdump` example prints one).
 //!
 //! # Signalling
 //!
@@ -71,6 +73,7 @@ extern crate alloc;
 
 mod error;
 mod gpa;
+mod image;
 mod incoming;
 mod index;
 mod memory;
@@ -84,6 +87,7 @@ pub use error::{
     CorruptError, Field, GpaRangeError, OpenError, PayloadBoundsError, ReadError, UnsupportedPacket, WriteError,
 };
 pub use gpa::{pages_spanned, GpaRange, GpaRangeBuf, GpaRangeIter, GpaRanges, MAX_GPA_WORDS};
+pub use image::{load_image, ring_image, DumpEnd, PacketRecord, RingDump};
 pub use incoming::{IncomingRing, ReadBatch};
 pub use memory::{
     ControlPage, ControlWord, FlatRingMem, HeapRingPages, MappedRingMem, MappingLayout, PagedRingMem, RingMem,

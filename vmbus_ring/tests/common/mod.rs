@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::sync::atomic::Ordering;
+pub use vmbus_ring::ring_image;
 use vmbus_ring::{
     ControlPage, ControlWord, FlatRingMem, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout, OutgoingRing,
     PagedRingMem, RingMem,
@@ -71,15 +72,6 @@ impl RingMem for AnyMem {
     fn zero_data(&self, offset: usize, len: usize) {
         self.inner().zero_data(offset, len)
     }
-}
-
-/// The whole ring as bytes: the control page, then the data area.
-pub fn ring_image(mem: &impl RingMem) -> Vec<u8> {
-    let mut image = vec![0; PAGE + mem.data_len()];
-    let (control, data) = image.split_at_mut(PAGE);
-    mem.read_control(0, control);
-    mem.read_data(0, data);
-    image
 }
 
 /// Sets both indices of an empty ring to `offset`, as if `offset` bytes had
