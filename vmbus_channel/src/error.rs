@@ -35,6 +35,10 @@ pub enum ChannelError {
         /// The configured limit.
         limit: usize,
     },
+    /// [`QueueWriter::request`](crate::QueueWriter::request) on a queue made
+    /// without transaction matching.
+    #[error("this queue does not match transactions; make it with Queue::with_transactions")]
+    TransactionsDisabled,
     /// The peer sent a pipe message that breaks the pipe framing.
     #[error("bad pipe message: {0}")]
     Pipe(&'static str),

@@ -102,7 +102,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         packet: &OutgoingPacket<'_>,
         payload: &[&[u8]],
     ) -> Result<Completion, ChannelError> {
-        let transactions = self.shared.transactions.clone().ok_or(ChannelError::TooManyTransactions { limit: 0 })?;
+        let transactions = self.shared.transactions.clone().ok_or(ChannelError::TransactionsDisabled)?;
         let id = transactions.begin()?;
         let request = OutgoingPacket { transaction_id: id, ..*packet }.with_completion_requested();
         match self.write(&request, payload).await {
