@@ -561,6 +561,40 @@ mod memfd {
         error.get_ref().and_then(|inner| inner.downcast_ref::<OpenError>()).copied()
     }
 
+    /// A memfd of `len` bytes, sealed against shrinking and growing.
+    fn sealed_file(len: usize) -> std::fs::File {
+        use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+        let fd = memfd_create("test-ring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+        let file = std::fs::File::from(fd);
+        file.set_len(len as u64).unwrap();
+        fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW).unwrap();
+        file
+    }
+
+    #[test]
+    fn ring_files_must_be_sealed_and_created_ones_cannot_be_resized() {
+        // A peer that can truncate a ring file under our mapping can crash us
+        // with SIGBUS: such a file is refused.
+        let unsealed = tempfile_of_len(2 * PAGE);
+        let error = MappedRingMem::open_fd(&unsealed, MappingLayout::Single).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+        assert!(error.to_string().contains("sealed"), "{error}");
+        // A created ring's file can be neither shrunk nor grown.
+        let (_mem, fd) = MappedRingMem::create_memfd(PAGE, MappingLayout::Double).unwrap();
+        let file = std::fs::File::from(fd);
+        assert!(file.set_len(PAGE as u64).is_err(), "shrinking a ring file must fail");
+        assert!(file.set_len(4 * PAGE as u64).is_err(), "growing a ring file must fail");
+        assert_eq!(file.metadata().unwrap().len(), 2 * PAGE as u64);
+    }
+
+    /// An unsealed memfd of `len` bytes.
+    fn tempfile_of_len(len: usize) -> std::fs::File {
+        let fd = rustix::fs::memfd_create("unsealed-ring", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        let file = std::fs::File::from(fd);
+        file.set_len(len as u64).unwrap();
+        file
+    }
+
     #[test]
     fn memfd_rings_reject_invalid_sizes() {
         for layout in LAYOUTS {
@@ -569,18 +603,15 @@ mod memfd {
                 assert_eq!(open_error(error), Some(OpenError::InvalidSize { data_len }), "{layout:?} {data_len}");
             }
         }
-        // A file whose size is not a control page plus a valid data area.
-        let (mem, fd) = MappedRingMem::create_memfd(PAGE, MappingLayout::Single).unwrap();
-        drop(mem); // nothing may touch a mapping while its file shrinks
-        let file = std::fs::File::from(fd);
-        for (file_len, data_len) in [(PAGE + 100, 100), (PAGE, 0), (2 * PAGE + 8, PAGE + 8)] {
-            file.set_len(file_len as u64).unwrap();
+        // A sealed file whose size is not a control page plus a valid data area.
+        for (file_len, data_len) in [(PAGE + 100, 100), (PAGE, 0), (2 * PAGE + 8, PAGE + 8), (100, 0)] {
+            let file = sealed_file(file_len);
             for layout in LAYOUTS {
                 let error = MappedRingMem::open_fd(&file, layout).unwrap_err();
                 assert_eq!(open_error(error), Some(OpenError::InvalidSize { data_len }), "{layout:?} {file_len}");
             }
         }
-        file.set_len(100).unwrap();
+        let file = sealed_file(100);
         for layout in LAYOUTS {
             let error = MappedRingMem::open_fd(&file, layout).unwrap_err();
             assert!(matches!(open_error(error), Some(OpenError::InvalidSize { .. })), "{layout:?}");

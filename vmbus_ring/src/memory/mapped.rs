@@ -79,6 +79,7 @@ mod memfd {
     use super::{MappedRingMem, MappingLayout};
     use crate::memory::{check_data_len, map_ring_fd};
     use crate::wire::PAGE_SIZE;
+    use rustix::fs::{fcntl_add_seals, fcntl_get_seals, memfd_create, MemfdFlags, SealFlags};
     use std::io;
     use std::os::fd::{AsFd, OwnedFd};
 
@@ -86,22 +87,37 @@ mod memfd {
         /// Creates a zeroed ring in a new memfd and maps it. The returned fd
         /// lets another process (or [`open_fd`](Self::open_fd)) map the same
         /// ring; it is close-on-exec, so pass it on explicitly.
+        ///
+        /// The memfd is sealed at its size, so no one holding the fd (a
+        /// hostile peer included) can truncate it under a mapping, which
+        /// would make this process's next ring access die with `SIGBUS`.
         pub fn create_memfd(data_len: usize, layout: MappingLayout) -> io::Result<(Self, OwnedFd)> {
             check_data_len(data_len).map_err(invalid_input)?;
-            let fd = rustix::fs::memfd_create("vmbus-ring", rustix::fs::MemfdFlags::CLOEXEC)?;
+            let fd = memfd_create("vmbus-ring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
             rustix::fs::ftruncate(&fd, (PAGE_SIZE + data_len) as u64)?;
+            fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
             let mem = Self::open_fd(&fd, layout)?;
             Ok((mem, fd))
         }
 
         /// Maps an existing ring file: a control page followed by the data
         /// area, whose size is the file's size less 4096.
+        ///
+        /// The file must be sealed against shrinking (as those of
+        /// [`create_memfd`](Self::create_memfd) are): a file that can be
+        /// truncated under the mapping lets whoever holds it crash this
+        /// process, so it is refused with [`io::ErrorKind::InvalidInput`].
         pub fn open_fd(fd: impl AsFd, layout: MappingLayout) -> io::Result<Self> {
+            let seals = fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
+            if !seals.contains(SealFlags::SHRINK) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the ring file is not sealed against shrinking: whoever holds it could truncate it and crash this process",
+                ));
+            }
             let stat = rustix::fs::fstat(&fd)?;
-            let data_len = usize::try_from(stat.st_size)
-                .ok()
-                .and_then(|len| len.checked_sub(PAGE_SIZE))
-                .ok_or_else(|| invalid_input(crate::OpenError::InvalidSize { data_len: 0 }))?;
+            let file_len = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
+            let data_len = file_len.saturating_sub(PAGE_SIZE);
             check_data_len(data_len).map_err(invalid_input)?;
             let region = map_ring_fd(fd.as_fd(), data_len, layout == MappingLayout::Double)?;
             Self::new(region, layout).map_err(invalid_input)
