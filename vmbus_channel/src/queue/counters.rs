@@ -45,7 +45,9 @@ impl Counters {
 pub struct QueueCounters {
     /// Packets read (completions routed to transactions included).
     pub packets_received: u64,
-    /// Payload bytes read, padding included.
+    /// Payload bytes read, including the sender's padding to 8 bytes (the
+    /// wire does not carry exact lengths), so it can exceed the peer's
+    /// `bytes_sent`.
     pub bytes_received: u64,
     /// Packets written.
     pub packets_sent: u64,

@@ -63,7 +63,7 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         let shared = Arc::new(Shared { counters: Counters::default(), transactions });
         let RawChannel { incoming, outgoing, signal } = channel;
         Self {
-            reader: QueueReader { ring: incoming, signal: signal.clone(), shared: shared.clone() },
+            reader: QueueReader { ring: incoming, signal: signal.clone(), shared: shared.clone(), deferred: None },
             writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false },
         }
     }
@@ -83,6 +83,12 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         (self.reader, self.writer)
     }
 
+    /// Tells the peer this end is gone: its reads end with
+    /// [`ChannelError::Closed`](crate::ChannelError::Closed) once drained.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+
     /// Counters and both rings' control state.
     pub fn state(&self) -> QueueState {
         QueueState {
@@ -94,7 +100,7 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
-    /// Counters (shared with the write half) and this half's ring state.
+    /// Counters (shared with the write half).
     pub fn counters(&self) -> QueueCounters {
         self.shared.counters.snapshot(self.signal.notifier().generation())
     }
@@ -104,6 +110,11 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     /// Counters (shared with the read half).
     pub fn counters(&self) -> QueueCounters {
         self.shared.counters.snapshot(self.signal.notifier().generation())
+    }
+
+    /// Tells the peer this end is gone (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.signal.close();
     }
 
     /// Transactions outstanding, if this queue matches them.

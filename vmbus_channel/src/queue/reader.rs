@@ -58,6 +58,9 @@ pub struct QueueReader<M, S> {
     pub(super) ring: IncomingRing<M>,
     pub(super) signal: Arc<S>,
     pub(super) shared: Arc<Shared>,
+    /// An error met after some packets of a batch were handled, reported by
+    /// the next read.
+    pub(super) deferred: Option<ChannelError>,
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
@@ -68,11 +71,15 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     ///
     /// Completions of this queue's transactions go to their requests, not to
     /// `handle`. Packets of unsupported types are skipped and counted. An
-    /// error comes after the packets before it have been handled and freed.
+    /// error comes after the packets before it have been handled and freed:
+    /// if some were, the error is returned by the next call.
     pub fn try_read_batch<F>(&mut self, max: usize, mut handle: F) -> Result<usize, ChannelError>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         let counters = &self.shared.counters;
         let mut batch = self.ring.read_batch();
         let mut handled = 0;
@@ -109,7 +116,10 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         }
         match failure {
             Some(error) if handled == 0 => Err(error),
-            _ => Ok(handled),
+            deferred => {
+                self.deferred = deferred;
+                Ok(handled)
+            }
         }
     }
 
@@ -131,11 +141,14 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             if handled > 0 {
                 return Poll::Ready(Ok(handled));
             }
+            // Closing is read before the last look at the ring: a peer that
+            // commits and then closes has its last packets seen here.
+            let closed = self.signal.notifier().is_closed();
             if !self.ring.prepare_to_sleep()? {
                 continue;
             }
             let notifier = self.signal.notifier();
-            if notifier.is_closed() {
+            if closed {
                 self.fail_transactions();
                 return Poll::Ready(Err(ChannelError::Closed));
             }

@@ -3,7 +3,7 @@
 use super::counters::Counters;
 use super::Shared;
 use crate::signal::Signal;
-use crate::transaction::Completion;
+use crate::transaction::{Completion, Transactions};
 use crate::ChannelError;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -30,7 +30,11 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         self.check_open()?;
         let mut batch = self.ring.write_batch();
         let written = write_counted(&mut batch, &self.shared.counters, packet, payload);
+        let wrote_any = batch.packets() > 0;
         commit(batch, &*self.signal, &self.shared.counters);
+        if wrote_any {
+            self.stop_waiting_for_space();
+        }
         written
     }
 
@@ -60,9 +64,8 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             }
             let wrote_any = batch.packets() > 0;
             commit(batch, &*self.signal, counters);
-            if wrote_any && self.waiting_for_space {
-                self.ring.clear_pending_send_size();
-                self.waiting_for_space = false;
+            if wrote_any {
+                self.stop_waiting_for_space();
             }
             let needed = match outcome {
                 Ok(()) => return Poll::Ready(Ok(())),
@@ -103,14 +106,17 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         payload: &[&[u8]],
     ) -> Result<Completion, ChannelError> {
         let transactions = self.shared.transactions.clone().ok_or(ChannelError::TransactionsDisabled)?;
-        let id = transactions.begin()?;
-        let request = OutgoingPacket { transaction_id: id, ..*packet }.with_completion_requested();
-        match self.write(&request, payload).await {
-            Ok(()) => Ok(Completion::new(transactions, id)),
-            Err(error) => {
-                transactions.cancel(id);
-                Err(error)
-            }
+        let reservation = Reservation { id: transactions.begin()?, transactions, sent: false };
+        let request = OutgoingPacket { transaction_id: reservation.id, ..*packet }.with_completion_requested();
+        self.write(&request, payload).await?;
+        Ok(reservation.into_completion())
+    }
+
+    /// Withdraws the pending send size this half set, once a write went through.
+    fn stop_waiting_for_space(&mut self) {
+        if self.waiting_for_space {
+            self.ring.clear_pending_send_size();
+            self.waiting_for_space = false;
         }
     }
 
@@ -119,6 +125,29 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             return Err(ChannelError::Closed);
         }
         Ok(())
+    }
+}
+
+/// A transaction id reserved for a request not yet written: released if the
+/// write fails or its future is dropped, so the slot never leaks.
+struct Reservation {
+    id: u64,
+    transactions: Arc<Transactions>,
+    sent: bool,
+}
+
+impl Reservation {
+    fn into_completion(mut self) -> Completion {
+        self.sent = true;
+        Completion::new(self.transactions.clone(), self.id)
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.transactions.cancel(self.id);
+        }
     }
 }
 
