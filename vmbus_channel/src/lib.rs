@@ -26,21 +26,85 @@
 //! })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # What is here
+//!
+//! - [`Signal`]: signalling the peer and learning of its signals and closing,
+//!   with [`InProcessSignal`] and (Linux) [`EventFdSignal`], whose raw fds
+//!   can go to a reactor or to KVM's ioeventfd/irqfd.
+//! - [`RawChannel`]: incoming ring + outgoing ring + signal; made by
+//!   [`connected_pair`] in one process, [`ChannelFds`] and
+//!   [`MemfdChannel::from_fds`] across processes (Linux), or from a GPADL
+//!   over guest memory (feature `vm-memory`).
+//! - [`Queue`]: batched reads and writes that wait on signals instead of
+//!   spinning, split into [`QueueReader`] and [`QueueWriter`], with
+//!   NIC-style counters in [`QueueState`] and transactions ([`Completion`]).
+//! - [`MessagePipe`] and [`BytePipe`]: the pipe framing, the latter as
+//!   `futures-io` `AsyncRead` + `AsyncWrite`.
+//! - [`block_on`] and the `_blocking` methods for code without an executor.
+//!
+//! # Features
+//!
+//! - `vm-memory` (off by default): channel ends whose rings live in guest
+//!   memory, built from a GPADL's page list over a `vm-memory` (rust-vmm)
+//!   `GuestMemoryBackend`, with `RawChannel::from_gpadl` or `gpadl_rings`.
+//!   A VMM opens the host end; a test or an emulated guest can open the
+//!   guest end over the same memory:
+//!
+//! ```
+//! # #[cfg(feature = "vm-memory")]
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use vm_memory::{GuestAddress, GuestMemoryMmap};
+//! use vmbus_channel::{InProcessSignal, Queue, RawChannel, Side};
+//! use vmbus_ring::OutgoingPacket;
+//!
+//! // Guest memory in two regions, and a GPADL of six scattered pages: pages
+//! // [0, 3) hold the guest-to-host ring, [3, 6) the host-to-guest ring.
+//! let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x8000), (GuestAddress(0x100000), 0x8000)])?;
+//! let gpadl = [0x102, 5, 0x107, 1, 0x100, 3];
+//! let (host_signal, guest_signal) = InProcessSignal::pair();
+//! let mut host = Queue::new(RawChannel::from_gpadl(&memory, &gpadl, 3, Side::Host, host_signal)?);
+//! let mut guest = Queue::new(RawChannel::from_gpadl(&memory, &gpadl, 3, Side::Guest, guest_signal)?);
+//!
+//! guest.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"hello host"])?;
+//! assert_eq!(&host.reader().read_blocking()?.payload[..10], b"hello host");
+//! host.writer().write_blocking(&OutgoingPacket::completion(1), &[b"hello guest"])?;
+//! assert_eq!(&guest.reader().read_blocking()?.payload[..11], b"hello guest");
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "vm-memory"))]
+//! # fn main() {}
+//! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod blocking;
 mod channel;
+#[cfg(target_os = "linux")]
+mod cross_process;
 mod error;
+#[cfg(feature = "vm-memory")]
+mod gpadl;
+mod pipe;
 mod queue;
 mod signal;
 mod transaction;
 
 pub use blocking::block_on;
 pub use channel::{connected_pair, InProcessChannel, RawChannel};
+#[cfg(target_os = "linux")]
+pub use cross_process::{ChannelFds, MemfdChannel};
 pub use error::ChannelError;
+#[cfg(feature = "vm-memory")]
+pub use gpadl::{gpadl_rings, GpadlError, GpadlRing, GpadlRings, Side};
+pub use pipe::{BytePipe, MessagePipe};
 pub use queue::{Packet, PacketWithPayload, Payload, Queue, QueueCounters, QueueReader, QueueState, QueueWriter};
 #[cfg(target_os = "linux")]
 pub use signal::{EventFdSignal, EventFdSignalFds};
 pub use signal::{InProcessSignal, Notifier, Signal};
 pub use transaction::Completion;
+
+/// The examples in the workspace README, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeExamples;

@@ -101,11 +101,7 @@ pub use packet::{
 pub use state::RingState;
 pub use wire::TransferPageRange;
 
-/// The examples in the READMEs, compiled and run as doctests.
+/// The example in the README, compiled and run as a doctest.
 #[cfg(doctest)]
-mod readme_examples {
-    #[doc = include_str!("../README.md")]
-    struct CrateReadme;
-    #[doc = include_str!("../../README.md")]
-    struct WorkspaceReadme;
-}
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

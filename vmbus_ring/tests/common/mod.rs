@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::sync::atomic::Ordering;
+#[allow(unused_imports)] // not every test binary uses it
 pub use vmbus_ring::ring_image;
 use vmbus_ring::{
     ControlPage, ControlWord, FlatRingMem, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout, OutgoingRing,

@@ -1,0 +1,73 @@
+//! One guest page as a [`SharedRegion`]: the crate's only unsafe code.
+//!
+//! Everything [`SharedRegion::from_raw`] requires is checked or argued in
+//! [`guest_page`]; the rest of the GPADL code is safe.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vmbus_ring::wire::PAGE_SIZE;
+use vmbus_ring::{SharedRegion, REGION_ALIGNMENT};
+
+/// Why a guest page number cannot back a ring page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PageError {
+    /// `gpn * 4096` does not fit in 64 bits.
+    AddressOverflow,
+    /// The page is not wholly inside one region that is mapped into this
+    /// process for the region's whole life.
+    NotMapped,
+    /// The page's host address is not 8-byte aligned.
+    Misaligned,
+}
+
+/// Guest page `gpn` of `memory`, 4096 bytes, as a region that keeps `memory`
+/// (and so the mapping) alive.
+pub(super) fn guest_page<G>(memory: &Arc<G>, gpn: u64) -> Result<SharedRegion, PageError>
+where
+    G: GuestMemoryBackend + Send + Sync + 'static,
+{
+    let address = gpn.checked_mul(PAGE_SIZE as u64).map(GuestAddress).ok_or(PageError::AddressOverflow)?;
+    // `get_slice` hands out a span only if it lies inside one region, so a
+    // page in a gap, past the end, or straddling two regions is refused.
+    let slice = memory.get_slice(address, PAGE_SIZE).map_err(|_| PageError::NotMapped)?;
+    if slice.len() != PAGE_SIZE {
+        return Err(PageError::NotMapped);
+    }
+    let ptr = slice.ptr_guard_mut().as_ptr();
+    // The guard's pointer must be the region's own mapping, not one made for
+    // the guard alone (Xen grants are mapped on demand and unmapped when the
+    // guard drops, which would leave the region dangling).
+    if memory.get_host_address(address).ok() != Some(ptr) {
+        return Err(PageError::NotMapped);
+    }
+    let ptr = NonNull::new(ptr).ok_or(PageError::NotMapped)?;
+    if ptr.as_ptr() as usize % REGION_ALIGNMENT != 0 {
+        return Err(PageError::Misaligned);
+    }
+    // SAFETY: `SharedRegion::from_raw` needs, for as long as the owner lives:
+    // - Valid for reads and writes of 4096 bytes: vm-memory built `slice`
+    //   (an unsafe promise of its region implementation) over exactly these
+    //   4096 bytes (length checked above) inside one region's host mapping,
+    //   and the pointer is that region's lasting host address for the page
+    //   (compared with `get_host_address` above), not a transient mapping.
+    // - Still valid later: `slice` borrows the `G` inside the `Arc`, and the
+    //   owner below is a clone of that `Arc`. That `G` is never moved (it sits
+    //   in the `Arc`'s allocation), never mutated (an `Arc` gives no `&mut`,
+    //   and `GuestMemoryBackend` forbids interior mutability of the memory
+    //   map), and never dropped while a region holds its `Arc`. So a borrow of
+    //   it could legally last as long as any clone of this region, and the
+    //   mapping the slice points into outlives them all (a `GuestMemoryMmap`
+    //   unmaps a region only when its last handle drops).
+    // - Aligned to `REGION_ALIGNMENT`: checked above, not assumed.
+    // - No Rust reference to the bytes: vm-memory reaches guest memory only
+    //   through raw pointers and volatile accesses (`VolatileSlice`, `Bytes`),
+    //   never `&[u8]`; the guest writes through its own mapping of the same
+    //   memory, at any moment, from its vCPUs. `SharedRegion` is built for
+    //   exactly that: it too never forms a reference, copies bulk bytes into
+    //   private buffers that its callers validate, and reaches control words
+    //   only through atomics, so a concurrent guest write can change values
+    //   but cannot cause undefined behaviour.
+    Ok(unsafe { SharedRegion::from_raw(ptr, PAGE_SIZE, Arc::clone(memory)) })
+}
