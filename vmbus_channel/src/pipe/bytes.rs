@@ -9,8 +9,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use vmbus_ring::wire::pipe::MAX_PAYLOAD;
+use vmbus_ring::wire::PipeHeader;
 use vmbus_ring::wire::PACKET_ALIGNMENT;
 use vmbus_ring::{in_band_size, OutgoingPacket, RingMem};
+use zerocopy::IntoBytes;
 
 /// Packets one `poll_write` writes at most (and commits together).
 const PACKETS_PER_WRITE: usize = 4;
@@ -149,10 +151,10 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
             return Poll::Ready(Ok(0));
         }
         let chunks: SmallVec<[&[u8]; PACKETS_PER_WRITE]> = buf.chunks(self.chunk).take(PACKETS_PER_WRITE).collect();
-        let headers: SmallVec<[[u8; HEADER_LEN]; PACKETS_PER_WRITE]> =
+        let headers: SmallVec<[PipeHeader; PACKETS_PER_WRITE]> =
             chunks.iter().map(|chunk| data_header(chunk.len())).collect();
         let pieces: SmallVec<[[&[u8]; 2]; PACKETS_PER_WRITE]> =
-            chunks.iter().zip(&headers).map(|(chunk, header)| [&header[..], chunk]).collect();
+            chunks.iter().zip(&headers).map(|(chunk, header)| [header.as_bytes(), chunk]).collect();
         let packets: SmallVec<[PacketWithPayload<'_>; PACKETS_PER_WRITE]> =
             pieces.iter().map(|pieces| (OutgoingPacket::in_band(0), &pieces[..])).collect();
         // Packets written before a `Pending` or an error are committed: report

@@ -6,6 +6,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use vmbus_ring::{OutgoingPacket, RingMem};
+use zerocopy::IntoBytes;
 
 /// One end of a message pipe: whole messages of 0 to 16384 bytes
 /// ([`MAX_PAYLOAD`](vmbus_ring::wire::pipe::MAX_PAYLOAD)), delivered in
@@ -78,7 +79,7 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
         self.check_send(message)?;
         let header = data_header(message.len());
         let mut written = 0;
-        self.writer.poll_write_batch(cx, &[(OutgoingPacket::in_band(0), &[&header, message])], &mut written)
+        self.writer.poll_write_batch(cx, &[(OutgoingPacket::in_band(0), &[header.as_bytes(), message])], &mut written)
     }
 
     /// Sends `message` without waiting; [`ChannelError::Full`] if the ring
@@ -98,7 +99,7 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), ChannelError> {
         self.check_send(message)?;
         let header = data_header(message.len());
-        self.writer.try_write(&OutgoingPacket::in_band(0), &[&header, message])
+        self.writer.try_write(&OutgoingPacket::in_band(0), &[header.as_bytes(), message])
     }
 
     /// Receives the next message whole, waiting for it; if a message was

@@ -24,17 +24,14 @@ use std::task::{Context, Poll};
 use vmbus_ring::wire::pipe::{DATA, MAX_PAYLOAD, PARTIAL, SETUP_GPA_DIRECT, TEARDOWN_GPA_DIRECT};
 use vmbus_ring::wire::{PipeHeader, U32};
 use vmbus_ring::{in_band_size, IncomingPacket, PacketKind, RingMem, WriteError};
+use zerocopy::{FromZeros, IntoBytes};
 
 /// Bytes of [`PipeHeader`] at the start of every pipe packet's payload.
 const HEADER_LEN: usize = size_of::<PipeHeader>();
 
 /// The header of a data message of `len` bytes, as it goes on the wire.
-fn data_header(len: usize) -> [u8; HEADER_LEN] {
-    let header = PipeHeader { packet_type: U32::new(DATA), len: U32::new(len as u32) };
-    let mut bytes = [0; HEADER_LEN];
-    bytes[..4].copy_from_slice(&header.packet_type.to_bytes());
-    bytes[4..].copy_from_slice(&header.len.to_bytes());
-    bytes
+fn data_header(len: usize) -> PipeHeader {
+    PipeHeader { packet_type: U32::new(DATA), len: U32::new(len as u32) }
 }
 
 /// Refuses a message the pipe framing cannot carry, before anything is written.
@@ -65,13 +62,8 @@ fn message_len<M: RingMem>(packet: &IncomingPacket, payload: &Payload<'_, M>) ->
     if payload.len() < HEADER_LEN {
         return Err(ChannelError::Pipe("in-band payload shorter than the 8-byte pipe header"));
     }
-    let mut bytes = [0; HEADER_LEN];
-    payload.read_at(0, &mut bytes).map_err(|_| ChannelError::Pipe("pipe header runs past the payload"))?;
-    let (packet_type, len) = bytes.split_at(4);
-    let header = PipeHeader {
-        packet_type: U32::from_bytes(packet_type.try_into().unwrap_or_default()),
-        len: U32::from_bytes(len.try_into().unwrap_or_default()),
-    };
+    let mut header = PipeHeader::new_zeroed();
+    payload.read_at(0, header.as_mut_bytes()).map_err(|_| ChannelError::Pipe("pipe header runs past the payload"))?;
     match header.packet_type.get() {
         DATA => {}
         PARTIAL => return Err(ChannelError::Pipe("partial pipe header from the peer (partial is only ever local)")),
