@@ -40,15 +40,14 @@ mod linux {
     use std::io::{self, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
-    use std::pin::{pin, Pin};
+    use std::pin::pin;
     use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    use std::thread::{self, Thread};
+    use std::task::Poll;
+    use std::thread;
     use std::time::{Duration, Instant};
     use vmbus_channel::{
-        block_on, ChannelError, ChannelFds, EventFdSignal, MemfdChannel, PacketWithPayload, Queue, QueueCounters,
-        QueueReader,
+        block_on, block_on_until, ChannelError, ChannelFds, EventFdSignal, MemfdChannel, PacketWithPayload, Queue,
+        QueueCounters, QueueReader,
     };
     use vmbus_ring::{
         GpaRangeBuf, MappedRingMem, MappingLayout, OutgoingPacket, RingMem, RingState, TransferPageRange,
@@ -752,43 +751,17 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
         }
     }
 
-    /// Drives futures on this thread like [`block_on`], but gives up after a
-    /// deadline, so the host never waits forever on a stuck guest.
-    struct Executor {
-        waker: Waker,
-    }
-
-    struct ThreadWaker(Thread);
-
-    impl Wake for ThreadWaker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-
-        fn wake_by_ref(self: &Arc<Self>) {
-            self.0.unpark();
-        }
-    }
+    /// Drives futures on this thread, giving up after a deadline, so the
+    /// host never waits forever on a stuck guest.
+    struct Executor;
 
     impl Executor {
         fn new() -> Self {
-            Self { waker: Arc::new(ThreadWaker(thread::current())).into() }
+            Self
         }
 
         fn run<F: Future>(&self, future: F, what: &'static str) -> Result<F::Output, HostError> {
-            let deadline = Instant::now() + STALL_TIMEOUT;
-            let mut future: Pin<&mut F> = pin!(future);
-            let mut cx = Context::from_waker(&self.waker);
-            loop {
-                if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-                    return Ok(output);
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(HostError::Stalled(what));
-                }
-                thread::park_timeout(deadline - now);
-            }
+            block_on_until(future, Instant::now() + STALL_TIMEOUT).ok_or(HostError::Stalled(what))
         }
     }
 }

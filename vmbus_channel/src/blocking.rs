@@ -7,6 +7,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake};
 use std::thread::{self, Thread};
+use std::time::Instant;
 use vmbus_ring::{OutgoingPacket, RingMem};
 
 struct ThreadWaker(Thread);
@@ -35,6 +36,33 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
             return output;
         }
         thread::park();
+    }
+}
+
+/// Runs `future` on this thread until it completes or `deadline` passes;
+/// `None` if the deadline came first (the future is dropped). For callers
+/// that must not wait forever on a stuck or dead peer.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use vmbus_channel::block_on_until;
+/// assert_eq!(block_on_until(async { 42 }, Instant::now()), Some(42));
+/// let never = std::future::pending::<()>();
+/// assert_eq!(block_on_until(never, Instant::now() + Duration::from_millis(1)), None);
+/// ```
+pub fn block_on_until<F: Future>(future: F, deadline: Instant) -> Option<F::Output> {
+    let mut future = pin!(future);
+    let waker = Arc::new(ThreadWaker(thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return Some(output);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::park_timeout(deadline - now);
     }
 }
 

@@ -90,7 +90,7 @@ mod queue;
 mod signal;
 mod transaction;
 
-pub use blocking::block_on;
+pub use blocking::{block_on, block_on_until};
 pub use channel::{connected_pair, InProcessChannel, RawChannel};
 #[cfg(target_os = "linux")]
 pub use cross_process::{ChannelFds, MemfdChannel};
