@@ -1,6 +1,6 @@
 //! pingpong: a "host" and a "guest" in two processes talking over a VMBus
-//! channel made of memfd rings and eventfd signals, the way a user-mode
-//! device backend and its peer would.
+//! channel made of memfd rings and a socket signal (or eventfds, with
+//! `--eventfd`), the way a user-mode device backend and its peer would.
 //!
 //! The host (this process) creates the channel, starts the guest (this
 //! program again, with `--guest`), hands it its end's fds over a Unix socket,
@@ -14,10 +14,11 @@
 //! ```sh
 //! cargo run --release -p vmbus_channel --example pingpong
 //! cargo run --release -p vmbus_channel --example pingpong -- --seconds 0.5 --ring-pages 16 --dump ring.bin
+//! cargo run --release -p vmbus_channel --example pingpong -- --eventfd
 //! ```
 //!
 //! If the guest dies, the host learns it from the channel closing (the
-//! liveness socket hangs up), reports it, and exits non-zero; every wait in
+//! signal's socket hangs up), reports it, and exits non-zero; every wait in
 //! the host is bounded.
 
 #[cfg(target_os = "linux")]
@@ -27,7 +28,7 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(target_os = "linux"))]
 fn main() -> std::process::ExitCode {
-    eprintln!("pingpong needs Linux: it uses memfd rings and eventfd signals");
+    eprintln!("pingpong needs Linux: it uses memfd rings and Unix sockets");
     std::process::ExitCode::FAILURE
 }
 
@@ -46,7 +47,7 @@ mod linux {
     use std::thread;
     use std::time::{Duration, Instant};
     use vmbus_channel::{
-        block_on, block_on_until, ChannelError, ChannelFds, EventFdSignal, MemfdChannel, PacketWithPayload, Queue,
+        block_on, block_on_until, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, ProcessSignal, Queue,
         QueueCounters, QueueReader,
     };
     use vmbus_ring::{
@@ -54,13 +55,16 @@ mod linux {
     };
 
     type Result<T, E = Box<dyn Error>> = std::result::Result<T, E>;
-    type HostQueue = Queue<MappedRingMem, EventFdSignal>;
+    type HostQueue = Queue<MappedRingMem, ProcessSignal>;
 
     const USAGE: &str = "\
-usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
+usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
 
   --seconds N      time budget of each phase and payload size (default 1.0)
   --ring-pages N   data pages of each ring, 4096 bytes each (default 64)
+  --eventfd        signal through eventfds shared by both processes, as for a
+                   trusted peer (default: a socket pair, safe with an
+                   untrusted one)
   --dump PATH      at the end, have the guest send one packet of each type
                    and write the host's incoming ring image (control page +
                    data area) to PATH, for a ring dump decoder";
@@ -91,6 +95,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
     struct Options {
         seconds: f64,
         ring_pages: usize,
+        eventfd: bool,
         dump: Option<PathBuf>,
     }
 
@@ -122,7 +127,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
     }
 
     fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Mode, String> {
-        let mut options = Options { seconds: 1.0, ring_pages: 64, dump: None };
+        let mut options = Options { seconds: 1.0, ring_pages: 64, eventfd: false, dump: None };
         let mut guest = None;
         while let Some(arg) = args.next() {
             let arg = arg.into_string().map_err(|arg| format!("unexpected argument {arg:?}"))?;
@@ -130,6 +135,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
             match arg.as_str() {
                 "-h" | "--help" => return Ok(Mode::Help),
                 "--guest" => guest = Some(PathBuf::from(value()?)),
+                "--eventfd" => options.eventfd = true,
                 "--dump" => options.dump = Some(PathBuf::from(value()?)),
                 "--seconds" => {
                     let text = value()?;
@@ -424,7 +430,9 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
         child: &mut Child,
     ) -> Result<(), HostError> {
         let data_len = options.ring_pages * 4096;
-        let (host_fds, guest_fds) = ChannelFds::pair(data_len)?;
+        // The guest learns the signal's kind from the message carrying its fds.
+        let (host_fds, guest_fds) =
+            if options.eventfd { ChannelFds::pair_with_eventfds(data_len)? } else { ChannelFds::pair(data_len)? };
         let stream = accept(&listener, child)?;
         drop(listener);
         drop(socket); // connected: nobody needs the path any more
@@ -436,11 +444,12 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
         let mut host = Host { queue: Queue::with_transactions(channel, 64), executor: Executor::new() };
 
         println!(
-            "pingpong: host pid {}, guest pid {}; two rings of {} pages ({} KiB) in memfds, eventfd signals; {} s per run",
+            "pingpong: host pid {}, guest pid {}; two rings of {} pages ({} KiB) in memfds, {} signals; {} s per run",
             std::process::id(),
             child.id(),
             options.ring_pages,
             data_len / 1024,
+            if options.eventfd { "eventfd" } else { "socket" },
             options.seconds,
         );
         let budget = Duration::from_secs_f64(options.seconds);
@@ -631,7 +640,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--dump PATH]
     /// Waits for `completion`, reading the incoming ring so the completion
     /// gets routed to it; fails if the channel closes first.
     async fn wait_for_completion<F>(
-        reader: &mut QueueReader<MappedRingMem, EventFdSignal>,
+        reader: &mut QueueReader<MappedRingMem, ProcessSignal>,
         completion: F,
     ) -> Result<Vec<u8>, ChannelError>
     where

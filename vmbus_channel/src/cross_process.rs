@@ -1,13 +1,18 @@
 //! Channels whose two ends live in different processes (Linux): memfd rings,
-//! eventfd signals, and passing the fds over a Unix socket.
+//! a signal between the processes, and passing the fds over a Unix socket.
 //!
 //! [`ChannelFds::pair`] makes everything two ends need; one end's fds go to
 //! the other process with [`ChannelFds::send`] and [`ChannelFds::receive`]
 //! (`SCM_RIGHTS`), and each process opens its end with
 //! [`MemfdChannel::from_fds`].
+//!
+//! The signal is a [`SocketSignal`] unless asked otherwise: each process
+//! holds its own socket, so a hostile peer cannot make this end block.
+//! [`ChannelFds::pair_with_eventfds`] makes an [`EventFdSignal`] instead, for
+//! a peer that is trusted (the two processes share the eventfds).
 
 use crate::channel::RawChannel;
-use crate::signal::{EventFdSignal, EventFdSignalFds};
+use crate::signal::{check_stream_socket, EventFdSignal, EventFdSignalFds, Notifier, Signal, SocketSignal};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -16,21 +21,82 @@ use rustix::net::{
 };
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use vmbus_ring::{MappedRingMem, MappingLayout};
 
 /// The bytes that accompany the fds, so a receiver can tell a channel's fds
 /// from anything else arriving on the socket. The last byte is the version.
-const TAG: [u8; 8] = *b"vmbusch1";
+const TAG: [u8; 8] = *b"vmbusch2";
 
-/// Fds in one message: two rings, then the signal's three.
-const FD_COUNT: usize = 5;
+/// The bytes of a message: the tag, then the signal's kind.
+const HEADER_LEN: usize = TAG.len() + 1;
+
+/// Most fds in one message (an eventfd signal's).
+const MAX_FD_COUNT: usize = 5;
 
 /// Room for a few more fds than expected, so a sender that sends too many is
 /// reported as such rather than as truncated control data.
-const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(FD_COUNT + 8));
-const SEND_SPACE: usize = rustix::cmsg_space!(ScmRights(FD_COUNT));
+const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FD_COUNT + 8));
+const SEND_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FD_COUNT));
+
+/// A signal's kind as a message carries it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Socket,
+    EventFd,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Socket, Kind::EventFd];
+
+    fn byte(self) -> u8 {
+        match self {
+            Kind::Socket => b's',
+            Kind::EventFd => b'e',
+        }
+    }
+
+    fn from_byte(byte: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.byte() == byte)
+    }
+
+    /// Fds in a message: two rings, then the signal's.
+    fn fd_count(self) -> usize {
+        match self {
+            Kind::Socket => 3,
+            Kind::EventFd => 5,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Socket => "socket signal",
+            Kind::EventFd => "eventfd signal",
+        }
+    }
+}
+
+/// The fds of one end of a cross-process channel's signal.
+#[derive(Debug)]
+pub enum SignalFds {
+    /// One socket of a stream socket pair, for a [`SocketSignal`]: safe with
+    /// a peer that must not be trusted, and what [`ChannelFds::pair`] makes.
+    Socket(OwnedFd),
+    /// Two eventfds and a liveness socket, for an [`EventFdSignal`]: only
+    /// for a trusted peer, which shares the eventfds (see
+    /// [`ChannelFds::pair_with_eventfds`]).
+    EventFd(EventFdSignalFds),
+}
+
+impl SignalFds {
+    fn kind(&self) -> Kind {
+        match self {
+            SignalFds::Socket(_) => Kind::Socket,
+            SignalFds::EventFd(_) => Kind::EventFd,
+        }
+    }
+}
 
 /// Everything one end of a cross-process channel needs: the two ring files
 /// and the signal's fds.
@@ -44,14 +110,16 @@ const SEND_SPACE: usize = rustix::cmsg_space!(ScmRights(FD_COUNT));
 /// process with `SIGBUS` on its next access.
 ///
 /// ```
-/// use vmbus_channel::{ChannelFds, MemfdChannel};
+/// use vmbus_channel::{ChannelFds, MemfdChannel, ProcessSignal, SignalFds};
 /// use vmbus_ring::MappingLayout;
 ///
 /// let (host, guest) = ChannelFds::pair(4 * 4096)?;
+/// assert!(matches!(host.signal, SignalFds::Socket(_)));
 /// // Normally `guest` goes to another process with `send` and `receive`.
 /// let host = MemfdChannel::from_fds(host, MappingLayout::Double)?;
 /// let guest = MemfdChannel::from_fds(guest, MappingLayout::Single)?;
 /// assert_eq!(host.outgoing.data_len(), 4 * 4096);
+/// assert!(matches!(*host.signal, ProcessSignal::Socket(_)));
 /// # drop(guest);
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -62,14 +130,15 @@ pub struct ChannelFds {
     /// The ring file this end writes (the peer's incoming ring).
     pub outgoing_ring: OwnedFd,
     /// This end's signal fds.
-    pub signal: EventFdSignalFds,
+    pub signal: SignalFds,
 }
 
 impl ChannelFds {
     /// The fds of two connected ends: two new zeroed memfd rings, each with a
     /// data area of `data_len` bytes (a non-zero multiple of 4096), sealed at
     /// that size and crossed so that one end's outgoing ring is the other's
-    /// incoming ring, and an eventfd signal pair.
+    /// incoming ring, and a socket signal pair ([`SignalFds::Socket`]), which
+    /// holds up against a hostile peer process.
     ///
     /// ```
     /// let (a, b) = vmbus_channel::ChannelFds::pair(4096)?;
@@ -78,17 +147,44 @@ impl ChannelFds {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn pair(data_len: usize) -> io::Result<(Self, Self)> {
+        let (a, b) = UnixStream::pair()?;
+        Self::pair_with_signals(data_len, SignalFds::Socket(a.into()), SignalFds::Socket(b.into()))
+    }
+
+    /// Like [`pair`](Self::pair), but signalling through eventfds
+    /// ([`SignalFds::EventFd`]), which a KVM-based VMM can also hand to
+    /// ioeventfd/irqfd.
+    ///
+    /// Only for a **trusted** peer: both processes share the eventfds, so
+    /// the peer can make this end block (see [`EventFdSignal`]).
+    ///
+    /// ```
+    /// use vmbus_channel::{ChannelFds, MemfdChannel, ProcessSignal};
+    /// use vmbus_ring::MappingLayout;
+    ///
+    /// let (host, guest) = ChannelFds::pair_with_eventfds(4096)?;
+    /// let host = MemfdChannel::from_fds(host, MappingLayout::Single)?;
+    /// assert!(matches!(*host.signal, ProcessSignal::EventFd(_)));
+    /// # drop(guest);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn pair_with_eventfds(data_len: usize) -> io::Result<(Self, Self)> {
+        let (a, b) = EventFdSignalFds::pair()?;
+        Self::pair_with_signals(data_len, SignalFds::EventFd(a), SignalFds::EventFd(b))
+    }
+
+    fn pair_with_signals(data_len: usize, signal_a: SignalFds, signal_b: SignalFds) -> io::Result<(Self, Self)> {
         let (_, a_to_b) = MappedRingMem::create_memfd(data_len, MappingLayout::Single)?;
         let (_, b_to_a) = MappedRingMem::create_memfd(data_len, MappingLayout::Single)?;
-        let (signal_a, signal_b) = EventFdSignalFds::pair()?;
         let a = Self { incoming_ring: b_to_a.try_clone()?, outgoing_ring: a_to_b.try_clone()?, signal: signal_a };
         let b = Self { incoming_ring: a_to_b, outgoing_ring: b_to_a, signal: signal_b };
         Ok((a, b))
     }
 
-    /// Sends these fds over `socket` in one message (`SCM_RIGHTS`), for
-    /// [`receive`](Self::receive) at the other end. This process's copies are
-    /// closed once sent, so the receiver holds the only ones.
+    /// Sends these fds over `socket` in one message (`SCM_RIGHTS`), with a
+    /// tag and the signal's kind, for [`receive`](Self::receive) at the other
+    /// end. This process's copies are closed once sent, so the receiver holds
+    /// the only ones.
     ///
     /// ```
     /// use std::os::unix::net::UnixStream;
@@ -102,35 +198,44 @@ impl ChannelFds {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn send(self, socket: &UnixStream) -> io::Result<()> {
-        let fds = [
-            self.incoming_ring.as_fd(),
-            self.outgoing_ring.as_fd(),
-            self.signal.to_peer.as_fd(),
-            self.signal.from_peer.as_fd(),
-            self.signal.liveness.as_fd(),
-        ];
+        let mut fds: Vec<BorrowedFd<'_>> = vec![self.incoming_ring.as_fd(), self.outgoing_ring.as_fd()];
+        match &self.signal {
+            SignalFds::Socket(socket) => fds.push(socket.as_fd()),
+            SignalFds::EventFd(signal) => {
+                fds.extend([signal.to_peer.as_fd(), signal.from_peer.as_fd(), signal.liveness.as_fd()]);
+            }
+        }
+        let mut header = [0; HEADER_LEN];
+        header[..TAG.len()].copy_from_slice(&TAG);
+        header[TAG.len()] = self.signal.kind().byte();
+
         let mut space = [MaybeUninit::uninit(); SEND_SPACE];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
             return Err(io::Error::other("no room for the fds in the control message"));
         }
         let sent = loop {
-            match sendmsg(socket, &[IoSlice::new(&TAG)], &mut control, SendFlags::NOSIGNAL) {
+            match sendmsg(socket, &[IoSlice::new(&header)], &mut control, SendFlags::NOSIGNAL) {
                 Err(Errno::INTR) => continue,
                 result => break result?,
             }
         };
-        // The fds went with the first byte; the rest of the tag follows plainly.
+        // The fds went with the first byte; the rest of the header follows plainly.
         let mut socket = socket;
-        socket.write_all(&TAG[sent..])
+        socket.write_all(&header[sent..])
     }
 
     /// Receives fds sent by [`send`](Self::send) over `socket`, waiting for
     /// them (bounded by the socket's read timeout, if it has one).
     ///
     /// Fails with [`io::ErrorKind::UnexpectedEof`] if the socket closes
-    /// first, and with [`io::ErrorKind::InvalidData`] if the message does not
-    /// carry exactly the expected fds (any that did arrive are closed).
+    /// first, and with [`io::ErrorKind::InvalidData`] (closing any fds that
+    /// did arrive) if the message is not a channel's: a wrong tag, an unknown
+    /// signal kind, other than exactly the fds that kind needs (3 for a
+    /// socket signal, 5 for an eventfd signal), or signal fds of the wrong
+    /// type (checked where cheap: a socket that is not a stream socket, an
+    /// eventfd that `/proc` shows is something else). The ring files are
+    /// checked when [`MemfdChannel::from_fds`] maps them.
     ///
     /// ```
     /// use std::io::Write;
@@ -145,11 +250,11 @@ impl ChannelFds {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn receive(socket: &UnixStream) -> io::Result<Self> {
-        let mut tag = [0; TAG.len()];
+        let mut header = [0; HEADER_LEN];
         let mut space = [MaybeUninit::uninit(); RECV_SPACE];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let message = loop {
-            match recvmsg(socket, &mut [IoSliceMut::new(&mut tag)], &mut control, RecvFlags::CMSG_CLOEXEC) {
+            match recvmsg(socket, &mut [IoSliceMut::new(&mut header)], &mut control, RecvFlags::CMSG_CLOEXEC) {
                 Err(Errno::INTR) => continue,
                 result => break result?,
             }
@@ -166,41 +271,149 @@ impl ChannelFds {
                 "the socket closed before the channel's fds arrived",
             ));
         }
+        let expected = "expected 3 (socket signal) or 5 (eventfd signal) file descriptors";
         if message.flags.contains(ReturnFlags::CTRUNC) {
+            return Err(invalid_data(format!("{expected}, more than {} arrived (control data truncated)", fds.len())));
+        }
+        if !Kind::ALL.iter().any(|kind| kind.fd_count() == fds.len()) {
+            return Err(invalid_data(format!("{expected}, {} arrived", fds.len())));
+        }
+        // Reject a wrong tag before waiting for more bytes of it.
+        let received = message.bytes.min(TAG.len());
+        if header[..received] != TAG[..received] {
+            return Err(wrong_tag(&header[..received]));
+        }
+        let mut socket = socket;
+        socket.read_exact(&mut header[message.bytes..])?;
+        if header[..TAG.len()] != TAG {
+            return Err(wrong_tag(&header[..TAG.len()]));
+        }
+        let kind_byte = header[TAG.len()];
+        let kind = Kind::from_byte(kind_byte)
+            .ok_or_else(|| invalid_data(format!("the fds came with an unknown signal kind {kind_byte:#04x}")))?;
+        if fds.len() != kind.fd_count() {
             return Err(invalid_data(format!(
-                "expected {FD_COUNT} file descriptors, more than {} arrived (control data truncated)",
+                "a channel with a {} carries {} file descriptors, {} arrived",
+                kind.name(),
+                kind.fd_count(),
                 fds.len()
             )));
         }
-        let fds: [OwnedFd; FD_COUNT] = fds.try_into().map_err(|fds: Vec<OwnedFd>| {
-            invalid_data(format!("expected {FD_COUNT} file descriptors, {} arrived", fds.len()))
-        })?;
-        let mut socket = socket;
-        socket.read_exact(&mut tag[message.bytes..])?;
-        if tag != TAG {
-            return Err(invalid_data(format!("the fds came with {tag:?}, not a channel's tag {TAG:?}")));
-        }
-        let [incoming_ring, outgoing_ring, to_peer, from_peer, liveness] = fds;
-        Ok(Self { incoming_ring, outgoing_ring, signal: EventFdSignalFds { to_peer, from_peer, liveness } })
+        let mut fds = fds.into_iter();
+        let mut next = || fds.next().ok_or_else(|| invalid_data("too few file descriptors".into()));
+        let (incoming_ring, outgoing_ring) = (next()?, next()?);
+        let signal = match kind {
+            Kind::Socket => {
+                let socket = next()?;
+                check_stream_socket(socket.as_fd())
+                    .map_err(|error| invalid_data(format!("the signal socket is unusable: {error}")))?;
+                SignalFds::Socket(socket)
+            }
+            Kind::EventFd => {
+                let fds = EventFdSignalFds { to_peer: next()?, from_peer: next()?, liveness: next()? };
+                fds.check().map_err(|error| invalid_data(format!("the eventfd signal's {error}")))?;
+                SignalFds::EventFd(fds)
+            }
+        };
+        Ok(Self { incoming_ring, outgoing_ring, signal })
     }
+}
+
+fn wrong_tag(tag: &[u8]) -> io::Error {
+    invalid_data(format!(
+        "the fds came with {:?}, not a channel's tag {:?}",
+        String::from_utf8_lossy(tag),
+        String::from_utf8_lossy(&TAG)
+    ))
 }
 
 fn invalid_data(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
-/// A channel end over memfd rings and an eventfd signal: what each process
+/// The signal of a cross-process channel end: a [`SocketSignal`] (the
+/// default, for a peer that must not be trusted) or an [`EventFdSignal`]
+/// (for a trusted peer), whichever its [`SignalFds`] were for.
+///
+/// ```
+/// use vmbus_channel::{ProcessSignal, Signal, SignalFds, SocketSignal};
+/// use std::os::unix::net::UnixStream;
+///
+/// let (a, b) = UnixStream::pair()?;
+/// let a = ProcessSignal::new(SignalFds::Socket(a.into()))?;
+/// let b = ProcessSignal::from(SocketSignal::new(b)?);
+/// let seen = b.notifier().generation();
+/// a.signal_peer();
+/// b.notifier().wait(seen);
+/// assert!(b.notifier().generation() > seen);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub enum ProcessSignal {
+    /// Over a socket pair.
+    Socket(SocketSignal),
+    /// Over eventfds.
+    EventFd(EventFdSignal),
+}
+
+impl ProcessSignal {
+    /// Starts the signal `fds` are for (see [`SocketSignal::new`] and
+    /// [`EventFdSignal::new`]).
+    pub fn new(fds: SignalFds) -> io::Result<Self> {
+        Ok(match fds {
+            SignalFds::Socket(socket) => ProcessSignal::Socket(SocketSignal::new(socket)?),
+            SignalFds::EventFd(fds) => ProcessSignal::EventFd(EventFdSignal::new(fds)?),
+        })
+    }
+
+    fn as_signal(&self) -> &dyn Signal {
+        match self {
+            ProcessSignal::Socket(signal) => signal,
+            ProcessSignal::EventFd(signal) => signal,
+        }
+    }
+}
+
+impl From<SocketSignal> for ProcessSignal {
+    fn from(signal: SocketSignal) -> Self {
+        ProcessSignal::Socket(signal)
+    }
+}
+
+impl From<EventFdSignal> for ProcessSignal {
+    fn from(signal: EventFdSignal) -> Self {
+        ProcessSignal::EventFd(signal)
+    }
+}
+
+impl Signal for ProcessSignal {
+    fn signal_peer(&self) {
+        self.as_signal().signal_peer();
+    }
+
+    fn notifier(&self) -> &Notifier {
+        self.as_signal().notifier()
+    }
+
+    fn close(&self) {
+        self.as_signal().close();
+    }
+}
+
+/// A channel end over memfd rings and a [`ProcessSignal`]: what each process
 /// of a cross-process channel holds.
-pub type MemfdChannel = RawChannel<MappedRingMem, EventFdSignal>;
+pub type MemfdChannel = RawChannel<MappedRingMem, ProcessSignal>;
 
 impl MemfdChannel {
     /// Opens a channel end from `fds`: maps both rings with `layout` and
-    /// starts the eventfd signal (its waiter thread).
+    /// starts the signal the fds are for (a [`SocketSignal`] or an
+    /// [`EventFdSignal`], each with its waiter thread).
     ///
     /// The ring sizes come from the files. A ring file that is not sealed
     /// against shrinking (as those of [`ChannelFds::pair`] are), or that is
     /// not a valid ring (wrong size, corrupt indices), fails with
-    /// [`io::ErrorKind::InvalidInput`] or [`io::ErrorKind::InvalidData`].
+    /// [`io::ErrorKind::InvalidInput`] or [`io::ErrorKind::InvalidData`]; so
+    /// do signal fds of the wrong type.
     ///
     /// ```
     /// use vmbus_channel::{block_on, ChannelFds, MemfdChannel, Queue};
@@ -217,7 +430,7 @@ impl MemfdChannel {
     pub fn from_fds(fds: ChannelFds, layout: MappingLayout) -> io::Result<Self> {
         let incoming = MappedRingMem::open_fd(&fds.incoming_ring, layout)?;
         let outgoing = MappedRingMem::open_fd(&fds.outgoing_ring, layout)?;
-        let signal = EventFdSignal::new(fds.signal)?;
+        let signal = ProcessSignal::new(fds.signal)?;
         RawChannel::new(incoming, outgoing, signal).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
     }
 }

@@ -6,7 +6,7 @@
 //! use vmbus_channel::{block_on, connected_pair, Queue};
 //! use vmbus_ring::{OutgoingPacket, PacketKind};
 //!
-//! // Two ends in one process; across processes use memfd rings and eventfds.
+//! // Two ends in one process; across processes use ChannelFds and MemfdChannel.
 //! let (host, guest) = connected_pair(16 * 4096)?;
 //! let mut host = Queue::with_transactions(host, 64);
 //! let mut guest = Queue::new(guest);
@@ -30,8 +30,9 @@
 //! # What is here
 //!
 //! - [`Signal`]: signalling the peer and learning of its signals and closing,
-//!   with [`InProcessSignal`] and (Linux) [`EventFdSignal`], whose raw fds
-//!   can go to a reactor or to KVM's ioeventfd/irqfd.
+//!   with [`InProcessSignal`] and, on Linux, [`SocketSignal`] (safe against a
+//!   hostile peer process) and [`EventFdSignal`] (for a trusted peer such as
+//!   KVM's ioeventfd/irqfd; its raw fds can go to a reactor).
 //! - [`RawChannel`]: incoming ring + outgoing ring + signal; made by
 //!   [`connected_pair`] in one process, [`ChannelFds`] and
 //!   [`MemfdChannel::from_fds`] across processes (Linux), or from a GPADL
@@ -47,7 +48,7 @@
 //!
 //! - `vm-memory` (off by default): channel ends whose rings live in guest
 //!   memory, built from a GPADL's page list over a `vm-memory` (rust-vmm)
-//!   `GuestMemoryBackend`, with `RawChannel::from_gpadl` or `gpadl_rings`.
+//!   `GuestMemoryMmap`, with `RawChannel::from_gpadl` or `gpadl_rings`.
 //!   A VMM opens the host end; a test or an emulated guest can open the
 //!   guest end over the same memory:
 //!
@@ -93,14 +94,14 @@ mod transaction;
 pub use blocking::{block_on, block_on_until};
 pub use channel::{connected_pair, InProcessChannel, RawChannel};
 #[cfg(target_os = "linux")]
-pub use cross_process::{ChannelFds, MemfdChannel};
+pub use cross_process::{ChannelFds, MemfdChannel, ProcessSignal, SignalFds};
 pub use error::ChannelError;
 #[cfg(feature = "vm-memory")]
 pub use gpadl::{gpadl_rings, GpadlError, GpadlRing, GpadlRings, Side};
 pub use pipe::{BytePipe, MessagePipe};
 pub use queue::{Packet, PacketWithPayload, Payload, Queue, QueueCounters, QueueReader, QueueState, QueueWriter};
 #[cfg(target_os = "linux")]
-pub use signal::{EventFdSignal, EventFdSignalFds};
+pub use signal::{EventFdSignal, EventFdSignalFds, SocketSignal};
 pub use signal::{InProcessSignal, Notifier, Signal};
 pub use transaction::Completion;
 

@@ -1,5 +1,6 @@
-//! Channels across processes: memfd rings and eventfd signals shared with a
-//! child process, fd passing, and noticing the peer's death.
+//! Channels across processes: memfd rings and socket or eventfd signals
+//! shared with a child process, fd passing, noticing the peer's death, and a
+//! hostile peer of a socket signal.
 //!
 //! A parent test spawns this test binary again, running only a child test
 //! (`--exact <name>`), and tells it where to connect through an environment
@@ -7,22 +8,30 @@
 #![cfg(target_os = "linux")]
 
 use std::future::Future;
-use std::io::{self, IoSlice, Read};
+use std::io::{self, IoSlice, Read, Write};
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::pin::{pin, Pin};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
-use vmbus_channel::{ChannelError, ChannelFds, MemfdChannel, Packet, PacketWithPayload, Queue};
-use vmbus_ring::{GpaRangeBuf, MappingLayout, OutgoingPacket, PacketKind, TransferPageRange, TransferPages};
+use vmbus_channel::{
+    ChannelError, ChannelFds, MemfdChannel, Packet, PacketWithPayload, ProcessSignal, Queue, QueueWriter, Signal,
+    SignalFds, SocketSignal,
+};
+use vmbus_ring::{
+    GpaRangeBuf, MappedRingMem, MappingLayout, OutgoingPacket, PacketKind, TransferPageRange, TransferPages,
+};
 
 /// Where a child test connects; set only for child processes.
 const SOCKET_ENV: &str = "VMBUS_CROSS_PROCESS_SOCKET";
+/// The signal kind a child test expects to receive.
+const KIND_ENV: &str = "VMBUS_CROSS_PROCESS_SIGNAL";
 /// The bound on every wait in these tests.
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// A small ring, so the exchange wraps it many times.
@@ -31,6 +40,83 @@ const DATA_LEN: usize = 2 * 4096;
 const EXCHANGE_PACKETS: u64 = 1200;
 
 // ------------------------------------------------------------------ helpers
+
+/// The two signal kinds of a cross-process channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Socket,
+    EventFd,
+}
+
+impl Kind {
+    const ALL: [Kind; 2] = [Kind::Socket, Kind::EventFd];
+
+    /// The fds of two connected ends with this kind of signal.
+    fn pair(self) -> (ChannelFds, ChannelFds) {
+        match self {
+            Kind::Socket => ChannelFds::pair(DATA_LEN),
+            Kind::EventFd => ChannelFds::pair_with_eventfds(DATA_LEN),
+        }
+        .expect("channel fds")
+    }
+
+    fn of_fds(fds: &SignalFds) -> Kind {
+        match fds {
+            SignalFds::Socket(_) => Kind::Socket,
+            SignalFds::EventFd(_) => Kind::EventFd,
+        }
+    }
+
+    fn of_channel(channel: &MemfdChannel) -> Kind {
+        match *channel.signal {
+            ProcessSignal::Socket(_) => Kind::Socket,
+            ProcessSignal::EventFd(_) => Kind::EventFd,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Socket => "socket",
+            Kind::EventFd => "eventfd",
+        }
+    }
+}
+
+/// Runs `f` on its own thread and returns its result, panicking if it takes
+/// longer than [`TIMEOUT`] (the thread is then left behind, blocked).
+fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = mpsc::channel();
+    thread::Builder::new()
+        .name(what.into())
+        .spawn(move || {
+            let _ = done.send(f());
+        })
+        .expect("spawn a thread");
+    match result.recv_timeout(TIMEOUT) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what} did not return within {TIMEOUT:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked"),
+    }
+}
+
+/// Waits (bounded) until `signal`'s notifier has seen more than `seen`
+/// signals, or closed; returns the signal.
+fn wait_for_news<S: Signal>(signal: S, seen: u64) -> S {
+    bounded("waiting for the notifier", move || {
+        signal.notifier().wait(seen);
+        signal
+    })
+}
+
+/// Waits (bounded) until `signal`'s notifier is closed; returns the signal.
+fn wait_closed<S: Signal>(signal: S) -> S {
+    bounded("waiting for the close", move || {
+        while !signal.notifier().is_closed() {
+            signal.notifier().wait(signal.notifier().generation());
+        }
+        signal
+    })
+}
 
 /// Runs `future` on this thread, panicking if it takes longer than [`TIMEOUT`].
 fn run<F: Future>(future: F) -> F::Output {
@@ -87,12 +173,18 @@ struct Peer {
 impl Peer {
     /// Runs child test `name` in a new process and sends it `fds`.
     fn spawn(name: &str, fds: ChannelFds) -> Peer {
-        let socket = std::env::temp_dir().join(format!("vmbus-cross-process-{}-{name}.sock", std::process::id()));
+        static SPAWNED: AtomicUsize = AtomicUsize::new(0);
+        let socket = std::env::temp_dir().join(format!(
+            "vmbus-cross-process-{}-{}-{name}.sock",
+            std::process::id(),
+            SPAWNED.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_file(&socket);
         let listener = UnixListener::bind(&socket).expect("bind the socket");
         let child = Command::new(std::env::current_exe().expect("current_exe"))
             .args(["--exact", name, "--nocapture", "--include-ignored"])
             .env(SOCKET_ENV, &socket)
+            .env(KIND_ENV, Kind::of_fds(&fds.signal).name())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -159,7 +251,11 @@ fn child_channel() -> Option<MemfdChannel> {
     let stream = UnixStream::connect(socket).expect("connect to the parent");
     stream.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
     let fds = ChannelFds::receive(&stream).expect("receive the fds");
-    Some(MemfdChannel::from_fds(fds, MappingLayout::Single).expect("open the channel"))
+    let kind = Kind::of_fds(&fds.signal);
+    assert_eq!(std::env::var(KIND_ENV).as_deref(), Ok(kind.name()), "the signal kind that arrived");
+    let channel = MemfdChannel::from_fds(fds, MappingLayout::Single).expect("open the channel");
+    assert_eq!(Kind::of_channel(&channel), kind);
+    Some(channel)
 }
 
 // ---------------------------------------------------- the packet sequence
@@ -186,11 +282,7 @@ fn gpa_ranges(seq: u64) -> GpaRangeBuf {
 
 /// Sends packets `0..count` of `side`'s sequence, a round of four (one of
 /// each type) per write batch.
-fn send_sequence(
-    writer: &mut vmbus_channel::QueueWriter<vmbus_ring::MappedRingMem, vmbus_channel::EventFdSignal>,
-    side: u8,
-    count: u64,
-) {
+fn send_sequence(writer: &mut QueueWriter<MappedRingMem, ProcessSignal>, side: u8, count: u64) {
     for round in (0..count).step_by(4) {
         let payloads: Vec<Vec<u8>> = (round..round + 4).map(|seq| payload(side, seq)).collect();
         let pieces: Vec<[&[u8]; 1]> = payloads.iter().map(|payload| [payload.as_slice()]).collect();
@@ -254,25 +346,38 @@ const GUEST: u8 = 0xff;
 
 // -------------------------------------------------------------------- tests
 
-#[test]
-fn exchange_every_packet_type_both_ways() {
-    let (host, guest) = ChannelFds::pair(DATA_LEN).expect("channel fds");
+/// The exchange with a child process, over a channel with a `kind` signal.
+fn exchange_with_a_child(kind: Kind) {
+    let (host, guest) = kind.pair();
     let peer = Peer::spawn("child_exchange", guest);
-    exchange(MemfdChannel::from_fds(host, MappingLayout::Double).expect("open the host end"), HOST, GUEST);
+    let host = MemfdChannel::from_fds(host, MappingLayout::Double).expect("open the host end");
+    assert_eq!(Kind::of_channel(&host), kind);
+    exchange(host, HOST, GUEST);
     peer.expect_success();
 }
 
 #[test]
-#[ignore = "the child half of exchange_every_packet_type_both_ways"]
+fn exchange_every_packet_type_both_ways_over_a_socket_signal() {
+    exchange_with_a_child(Kind::Socket);
+}
+
+#[test]
+fn exchange_every_packet_type_both_ways_over_an_eventfd_signal() {
+    exchange_with_a_child(Kind::EventFd);
+}
+
+#[test]
+#[ignore = "the child half of the exchange_every_packet_type_both_ways tests"]
 fn child_exchange() {
     if let Some(channel) = child_channel() {
         exchange(channel, GUEST, HOST);
     }
 }
 
-#[test]
-fn killed_peer_closes_the_channel() {
-    let (host, guest) = ChannelFds::pair(DATA_LEN).expect("channel fds");
+/// Kills a child process holding the other end of a `kind` channel: a read
+/// pending in the parent ends with `Closed`.
+fn killed_peer_closes_the_channel(kind: Kind) {
+    let (host, guest) = kind.pair();
     let mut peer = Peer::spawn("child_wait_forever", guest);
     let mut queue = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Single).expect("open the host end"));
     let ready = run(queue.reader().read()).expect("the child's ready packet");
@@ -290,7 +395,17 @@ fn killed_peer_closes_the_channel() {
 }
 
 #[test]
-#[ignore = "the child half of killed_peer_closes_the_channel"]
+fn killed_peer_closes_a_socket_signal_channel() {
+    killed_peer_closes_the_channel(Kind::Socket);
+}
+
+#[test]
+fn killed_peer_closes_an_eventfd_signal_channel() {
+    killed_peer_closes_the_channel(Kind::EventFd);
+}
+
+#[test]
+#[ignore = "the child half of the killed_peer_closes tests"]
 fn child_wait_forever() {
     if let Some(channel) = child_channel() {
         let mut queue = Queue::new(channel);
@@ -304,22 +419,25 @@ fn child_wait_forever() {
 
 #[test]
 fn send_and_receive_fds_in_one_process() {
-    let (here, there) = UnixStream::pair().expect("socket pair");
-    let (host, guest) = ChannelFds::pair(DATA_LEN).expect("channel fds");
-    guest.send(&here).expect("send");
-    let guest = ChannelFds::receive(&there).expect("receive");
-    let mut host = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Double).expect("host end"));
-    let mut guest = Queue::new(MemfdChannel::from_fds(guest, MappingLayout::Single).expect("guest end"));
+    for kind in Kind::ALL {
+        let (here, there) = UnixStream::pair().expect("socket pair");
+        let (host, guest) = kind.pair();
+        guest.send(&here).expect("send");
+        let guest = ChannelFds::receive(&there).expect("receive");
+        assert_eq!(Kind::of_fds(&guest.signal), kind, "the kind survives the trip");
+        let mut host = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Double).expect("host end"));
+        let mut guest = Queue::new(MemfdChannel::from_fds(guest, MappingLayout::Single).expect("guest end"));
 
-    run(host.writer().write(&OutgoingPacket::in_band(1), &[b"to the guest"])).expect("host write");
-    let packet = run(guest.reader().read()).expect("guest read");
-    assert_eq!(&packet.payload[..12], b"to the guest");
-    run(guest.writer().write(&OutgoingPacket::completion(1), &[b"to the host"])).expect("guest write");
-    let packet = run(host.reader().read()).expect("host read");
-    assert_eq!((packet.header.kind, &packet.payload[..11]), (PacketKind::Completion, &b"to the host"[..]));
+        run(host.writer().write(&OutgoingPacket::in_band(1), &[b"to the guest"])).expect("host write");
+        let packet = run(guest.reader().read()).expect("guest read");
+        assert_eq!(&packet.payload[..12], b"to the guest");
+        run(guest.writer().write(&OutgoingPacket::completion(1), &[b"to the host"])).expect("guest write");
+        let packet = run(host.reader().read()).expect("host read");
+        assert_eq!((packet.header.kind, &packet.payload[..11]), (PacketKind::Completion, &b"to the host"[..]));
 
-    drop(guest);
-    assert_eq!(run(host.reader().read()), Err(ChannelError::Closed));
+        drop(guest);
+        assert_eq!(run(host.reader().read()), Err(ChannelError::Closed), "{kind:?}");
+    }
 }
 
 #[test]
@@ -334,15 +452,24 @@ fn ring_files_cannot_be_truncated_under_the_peer() {
     }
 }
 
-/// Sends `TAG`-like bytes with `count` fds (dups of stdin-independent
-/// eventfds) over `socket`, bypassing `ChannelFds::send`.
-fn send_raw(socket: &UnixStream, bytes: &[u8], count: usize) {
-    let owned: Vec<_> =
-        (0..count).map(|_| rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd")).collect();
-    let fds: Vec<_> = owned.iter().map(|fd| fd.as_fd()).collect();
-    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(count.max(1)))];
+// ------------------------------------------------- malformed fd messages
+
+/// `count` new eventfds, to send where the type does not matter.
+fn eventfds(count: usize) -> Vec<OwnedFd> {
+    (0..count).map(|_| rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).expect("eventfd")).collect()
+}
+
+/// One socket of a new stream socket pair.
+fn stream_socket() -> OwnedFd {
+    UnixStream::pair().expect("socket pair").0.into()
+}
+
+/// Sends `bytes` with `fds` over `socket`, bypassing `ChannelFds::send`.
+fn send_raw(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) {
+    let fds: Vec<BorrowedFd<'_>> = fds.iter().map(|fd| fd.as_fd()).collect();
+    let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len().max(1)))];
     let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-    if count > 0 {
+    if !fds.is_empty() {
         assert!(control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds)));
     }
     let sent = rustix::net::sendmsg(socket, &[IoSlice::new(bytes)], &mut control, rustix::net::SendFlags::empty())
@@ -350,31 +477,306 @@ fn send_raw(socket: &UnixStream, bytes: &[u8], count: usize) {
     assert_eq!(sent, bytes.len());
 }
 
+/// A channel message's bytes: the tag, then the signal kind `kind`.
+fn header(kind: u8) -> Vec<u8> {
+    let mut header = b"vmbusch2".to_vec();
+    header.push(kind);
+    header
+}
+
+/// Has `ChannelFds::receive` take `bytes` with `fds` (and then end of file),
+/// expects `InvalidData`, and returns the error's message.
+fn receive_invalid(bytes: &[u8], fds: Vec<OwnedFd>) -> String {
+    let (here, there) = UnixStream::pair().expect("socket pair");
+    there.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    send_raw(&here, bytes, &fds);
+    drop(here);
+    let count = fds.len();
+    let error = ChannelFds::receive(&there).expect_err("not a channel's message");
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{bytes:?} with {count} fds: {error}");
+    error.to_string()
+}
+
 #[test]
 fn receive_rejects_the_wrong_number_of_fds() {
-    for count in [0, 2, 4, 6, 40] {
-        let (here, there) = UnixStream::pair().expect("socket pair");
-        send_raw(&here, b"vmbusch1", count);
-        let error = ChannelFds::receive(&there).expect_err("the wrong number of fds");
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{count} fds: {error}");
-        let message = error.to_string();
-        assert!(message.contains("expected 5 file descriptors"), "{count} fds: {message}");
+    for count in [0, 1, 2, 4, 6, 40] {
+        let message = receive_invalid(&header(b's'), eventfds(count));
+        assert!(
+            message.contains("expected 3 (socket signal) or 5 (eventfd signal) file descriptors"),
+            "{count} fds: {message}"
+        );
         if count <= 6 {
-            assert!(message.contains(&format!("{count} arrived")), "{count} fds: {message}");
+            assert!(message.contains(&format!(", {count} arrived")), "{count} fds: {message}");
+        } else {
+            assert!(message.contains("truncated"), "{count} fds: {message}");
         }
     }
+}
 
-    // The right number with the wrong bytes is not a channel either.
+#[test]
+fn receive_rejects_a_count_that_does_not_match_the_kind() {
+    let message = receive_invalid(&header(b's'), eventfds(5));
+    assert!(message.contains("socket signal carries 3 file descriptors, 5 arrived"), "{message}");
+    let message = receive_invalid(&header(b'e'), eventfds(3));
+    assert!(message.contains("eventfd signal carries 5 file descriptors, 3 arrived"), "{message}");
+}
+
+#[test]
+fn receive_rejects_wrong_tags_and_kinds() {
+    let message = receive_invalid(b"whatever!", eventfds(3));
+    assert!(message.contains("not a channel's tag"), "{message}");
+    // The first version's message (no kind byte): rejected without waiting
+    // for a ninth byte.
     let (here, there) = UnixStream::pair().expect("socket pair");
-    send_raw(&here, b"whatever", 5);
-    let error = ChannelFds::receive(&there).expect_err("not a channel's message");
+    send_raw(&here, b"vmbusch1", &eventfds(5));
+    let error = bounded("receiving a version 1 message", move || ChannelFds::receive(&there).expect_err("v1"));
     assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+    assert!(error.to_string().contains("vmbusch1"), "{error}");
+    drop(here);
 
-    // A socket closed before anything arrived.
+    let message = receive_invalid(&header(b'x'), eventfds(3));
+    assert!(message.contains("unknown signal kind 0x78"), "{message}");
+
+    // A message cut short of its kind byte.
+    let (here, there) = UnixStream::pair().expect("socket pair");
+    send_raw(&here, b"vmbusch2", &eventfds(3));
+    drop(here);
+    let error = ChannelFds::receive(&there).expect_err("no kind byte");
+    assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+}
+
+#[test]
+fn receive_rejects_signal_fds_of_the_wrong_type() {
+    // The ring fds are checked when mapped, so eventfds pass here.
+    let message = receive_invalid(&header(b's'), eventfds(3));
+    assert!(message.contains("signal socket is unusable: it is not a socket"), "{message}");
+
+    let mut fds = eventfds(2);
+    fds.push(UnixDatagram::pair().expect("datagram pair").0.into());
+    let message = receive_invalid(&header(b's'), fds);
+    assert!(message.contains("datagram socket"), "{message}");
+
+    let message = receive_invalid(&header(b'e'), eventfds(5));
+    assert!(message.contains("liveness: it is not a socket"), "{message}");
+
+    // Telling an eventfd apart takes /proc.
+    if std::path::Path::new("/proc/self/fd").exists() {
+        let mut fds = eventfds(3);
+        fds.extend([stream_socket(), stream_socket()]);
+        let message = receive_invalid(&header(b'e'), fds);
+        assert!(message.contains("from_peer: it is not an eventfd"), "{message}");
+    }
+}
+
+#[test]
+fn receive_reports_a_socket_closed_before_anything_arrived() {
     let (here, there) = UnixStream::pair().expect("socket pair");
     drop(here);
     let error = ChannelFds::receive(&there).expect_err("nothing arrived");
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
+}
+
+#[test]
+fn send_writes_the_signal_kind_and_its_fds() {
+    // What `send` writes, read back raw: the kind byte and the fd count.
+    for (kind, byte, count) in [(Kind::Socket, b's', 3), (Kind::EventFd, b'e', 5)] {
+        let (here, there) = UnixStream::pair().expect("socket pair");
+        kind.pair().1.send(&here).expect("send");
+        let mut bytes = [0; 9];
+        let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(8))];
+        let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+        let message = rustix::net::recvmsg(
+            &there,
+            &mut [io::IoSliceMut::new(&mut bytes)],
+            &mut control,
+            rustix::net::RecvFlags::CMSG_CLOEXEC,
+        )
+        .expect("recvmsg");
+        let fds: Vec<OwnedFd> = control
+            .drain()
+            .flat_map(|message| match message {
+                rustix::net::RecvAncillaryMessage::ScmRights(rights) => rights.collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!((message.bytes, &bytes[..]), (9, &header(byte)[..]), "{kind:?}");
+        assert_eq!(fds.len(), count, "{kind:?}");
+    }
+}
+
+// --------------------------------------- a hostile peer of a socket signal
+
+/// Our end as a `SocketSignal`, and the peer's socket raw, for the peer to
+/// misuse.
+fn hostile_pair() -> (SocketSignal, UnixStream) {
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    (SocketSignal::new(ours).expect("our end"), theirs)
+}
+
+#[test]
+fn a_blocking_flooding_peer_cannot_block_signal_peer() {
+    let (ours, peer) = hostile_pair();
+    // The peer makes its socket blocking (flags belong to its own open file
+    // description, which ours is not) ...
+    let flags = rustix::fs::fcntl_getfl(&peer).expect("F_GETFL");
+    rustix::fs::fcntl_setfl(&peer, flags - rustix::fs::OFlags::NONBLOCK).expect("F_SETFL");
+    // ... floods us with bytes, and never reads ours.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooder = {
+        let (peer, stop) = (peer.try_clone().expect("clone the peer's socket"), stop.clone());
+        thread::spawn(move || {
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match (&peer).write(&[0xa5; 4096]) {
+                    Ok(n) => sent += n,
+                    Err(_) => break,
+                }
+            }
+            sent
+        })
+    };
+
+    let ours = bounded("100,000 signals to a peer that never reads", move || {
+        for _ in 0..100_000 {
+            ours.signal_peer();
+        }
+        ours
+    });
+    // The flood arrives as notifications, not as a close.
+    let ours = wait_for_news(ours, 0);
+    assert!(!ours.notifier().is_closed());
+    // Signals dropped for EAGAIN lost nothing: the peer has some to read.
+    peer.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    assert_eq!((&peer).read(&mut [0; 1]).expect("read our signals"), 1);
+
+    // Dropping our end returns while the peer still floods; the flood then fails.
+    bounded("dropping our end during a flood", move || drop(ours));
+    stop.store(true, Ordering::Relaxed);
+    let sent = bounded("the flooder", move || flooder.join().expect("the flooder thread"));
+    assert!(sent > 0);
+}
+
+#[test]
+fn a_peer_sending_garbage_only_causes_notifications() {
+    let (mut ours, peer) = hostile_pair();
+    // Every byte value.
+    (&peer).write_all(&(0..=255).collect::<Vec<u8>>()).expect("write garbage");
+    ours = wait_for_news(ours, 0);
+    // Out-of-band data (where AF_UNIX has it) is inline: just another byte.
+    let seen = ours.notifier().generation();
+    match rustix::net::send(&peer, b"!", rustix::net::SendFlags::OOB) {
+        Ok(_) => ours = wait_for_news(ours, seen),
+        Err(error) => eprintln!("no MSG_OOB on AF_UNIX here ({error}); skipped that part"),
+    }
+    // Bytes carrying fds: the fds are not kept, the bytes are a signal.
+    let seen = ours.notifier().generation();
+    send_raw(&peer, b"fds", &eventfds(3));
+    ours = wait_for_news(ours, seen);
+
+    // Still open, and still working both ways.
+    assert!(!ours.notifier().is_closed());
+    ours.signal_peer();
+    peer.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    assert_eq!((&peer).read(&mut [0; 8]).expect("read our signal"), 1);
+    for _ in 0..2 {
+        // The second round starts after the waiter handled all of the first.
+        let seen = ours.notifier().generation();
+        (&peer).write_all(&[0]).expect("signal us");
+        ours = wait_for_news(ours, seen);
+        assert!(!ours.notifier().is_closed());
+    }
+
+    drop(peer);
+    let ours = wait_closed(ours);
+    bounded("dropping our end", move || drop(ours));
+}
+
+#[test]
+fn a_peer_that_shuts_down_or_closes_closes_our_notifier() {
+    #[derive(Debug, Clone, Copy)]
+    enum Gone {
+        ShutdownWrite,
+        ShutdownBoth,
+        Close,
+        /// Closes with our signals unread: we see `ECONNRESET`.
+        CloseWithUnreadSignals,
+    }
+    for gone in [Gone::ShutdownWrite, Gone::ShutdownBoth, Gone::Close, Gone::CloseWithUnreadSignals] {
+        let (ours, peer) = hostile_pair();
+        // A signal sent just before going away is not lost to the close.
+        (&peer).write_all(&[1]).expect("signal us");
+        let peer = match gone {
+            Gone::ShutdownWrite => peer.shutdown(std::net::Shutdown::Write).map(|()| Some(peer)),
+            Gone::ShutdownBoth => peer.shutdown(std::net::Shutdown::Both).map(|()| Some(peer)),
+            Gone::Close => {
+                drop(peer);
+                Ok(None)
+            }
+            Gone::CloseWithUnreadSignals => {
+                ours.signal_peer();
+                ours.signal_peer();
+                drop(peer);
+                Ok(None)
+            }
+        }
+        .expect("shut down");
+        let ours = wait_closed(ours);
+        assert!(ours.notifier().generation() >= 1, "{gone:?}: the last signal was lost");
+        // Signalling a gone peer neither blocks nor raises SIGPIPE; dropping returns.
+        bounded("signalling a gone peer, then dropping", move || {
+            ours.signal_peer();
+            drop(ours);
+        });
+        drop(peer);
+    }
+}
+
+#[test]
+fn our_close_is_a_half_close() {
+    // Against a raw peer: the peer sees end of file, we still hear it.
+    let (mut ours, peer) = hostile_pair();
+    ours.close();
+    ours.close();
+    peer.set_read_timeout(Some(TIMEOUT)).expect("set a read timeout");
+    assert_eq!((&peer).read(&mut [0; 8]).expect("read"), 0, "the peer sees end of file");
+    ours.signal_peer(); // after closing: dropped, neither blocking nor failing
+    for _ in 0..2 {
+        let seen = ours.notifier().generation();
+        (&peer).write_all(&[1]).expect("signal us");
+        ours = wait_for_news(ours, seen);
+        assert!(!ours.notifier().is_closed(), "our own close closed our notifier");
+    }
+
+    // Between two ends.
+    let (a, b) = SocketSignal::pair().expect("socket signal pair");
+    a.close();
+    let b = wait_closed(b);
+    let seen = a.notifier().generation();
+    b.signal_peer();
+    let a = wait_for_news(a, seen);
+    assert!(!a.notifier().is_closed(), "closing one end leaves its own notifier open");
+    bounded("dropping both ends", move || drop((a, b)));
+}
+
+#[test]
+fn socket_signal_rejects_what_is_not_a_stream_socket() {
+    let (seqpacket, _other) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::SEQPACKET,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .expect("seqpacket pair");
+    let candidates: [(&str, OwnedFd); 4] = [
+        ("an eventfd", eventfds(1).remove(0)),
+        ("a datagram socket", UnixDatagram::pair().expect("datagram pair").0.into()),
+        ("a seqpacket socket", seqpacket),
+        ("/dev/null", std::fs::File::open("/dev/null").expect("open /dev/null").into()),
+    ];
+    for (what, fd) in candidates {
+        let error = SocketSignal::new(fd).expect_err(what);
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{what}: {error}");
+    }
 }
 
 #[test]
