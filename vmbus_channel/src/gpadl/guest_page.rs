@@ -6,7 +6,8 @@
 
 use std::ptr::NonNull;
 use std::sync::Arc;
-use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_memory::bitmap::Bitmap;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmbus_ring::wire::PAGE_SIZE;
 use vmbus_ring::{SharedRegion, REGION_ALIGNMENT};
 
@@ -24,9 +25,9 @@ pub(super) enum PageError {
 
 /// Guest page `gpn` of `memory`, 4096 bytes, as a region that keeps `memory`
 /// (and so the mapping) alive.
-pub(super) fn guest_page<G>(memory: &Arc<G>, gpn: u64) -> Result<SharedRegion, PageError>
+pub(super) fn guest_page<B>(memory: &Arc<GuestMemoryMmap<B>>, gpn: u64) -> Result<SharedRegion, PageError>
 where
-    G: GuestMemoryBackend + Send + Sync + 'static,
+    B: Bitmap + Send + Sync + 'static,
 {
     let address = gpn.checked_mul(PAGE_SIZE as u64).map(GuestAddress).ok_or(PageError::AddressOverflow)?;
     // `get_slice` hands out a span only if it lies inside one region, so a
@@ -55,8 +56,10 @@ where
     // - Still valid later: `slice` borrows the `G` inside the `Arc`, and the
     //   owner below is a clone of that `Arc`. That `G` is never moved (it sits
     //   in the `Arc`'s allocation), never mutated (an `Arc` gives no `&mut`,
-    //   and `GuestMemoryBackend` forbids interior mutability of the memory
-    //   map), and never dropped while a region holds its `Arc`. So a borrow of
+    //   and a `GuestMemoryMmap` has no interior mutability: its regions are
+    //   fixed when it is built; this function takes that concrete type, not
+    //   any `GuestMemoryBackend`, whose implementations could unmap regions
+    //   through `&self`), and never dropped while a region holds its `Arc`. So a borrow of
     //   it could legally last as long as any clone of this region, and the
     //   mapping the slice points into outlives them all (a `GuestMemoryMmap`
     //   unmaps a region only when its last handle drops).

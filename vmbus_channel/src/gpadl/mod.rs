@@ -20,7 +20,8 @@ use guest_page::{guest_page, PageError};
 use std::fmt;
 use std::sync::Arc;
 use thiserror::Error;
-use vm_memory::GuestMemoryBackend;
+use vm_memory::bitmap::Bitmap;
+use vm_memory::GuestMemoryMmap;
 use vmbus_ring::wire::{MAX_DATA_LEN, PAGE_SIZE};
 use vmbus_ring::{IncomingRing, OpenError, OutgoingRing, PagedRingMem, RingPages, SharedRegion};
 
@@ -187,9 +188,14 @@ pub struct GpadlRings {
 /// assert!(matches!(error, GpadlError::TooFewPages { ring: GpadlRing::HostToGuest, pages: 1 }));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn gpadl_rings<G>(memory: &G, gpns: &[u64], split: usize, side: Side) -> Result<GpadlRings, GpadlError>
+pub fn gpadl_rings<B>(
+    memory: &GuestMemoryMmap<B>,
+    gpns: &[u64],
+    split: usize,
+    side: Side,
+) -> Result<GpadlRings, GpadlError>
 where
-    G: GuestMemoryBackend + Clone + Send + Sync + 'static,
+    B: Bitmap + Send + Sync + 'static,
 {
     if split > gpns.len() {
         return Err(GpadlError::SplitOutOfRange { split, pages: gpns.len() });
@@ -230,9 +236,15 @@ impl<S: Signal> RawChannel<PagedRingMem, S> {
     /// assert!(matches!(error, GpadlError::PageNotBacked { index: 3, gpn: 8 }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_gpadl<G>(memory: &G, gpns: &[u64], split: usize, side: Side, signal: S) -> Result<Self, GpadlError>
+    pub fn from_gpadl<B>(
+        memory: &GuestMemoryMmap<B>,
+        gpns: &[u64],
+        split: usize,
+        side: Side,
+        signal: S,
+    ) -> Result<Self, GpadlError>
     where
-        G: GuestMemoryBackend + Clone + Send + Sync + 'static,
+        B: Bitmap + Send + Sync + 'static,
     {
         let rings = gpadl_rings(memory, gpns, split, side)?;
         let incoming =
@@ -259,14 +271,14 @@ fn check_ring_size(ring: GpadlRing, pages: usize) -> Result<(), GpadlError> {
 
 /// The memory of `ring`, over the guest pages `gpns`, the first of which is
 /// page `first_index` of the GPADL.
-fn ring_memory<G>(
-    memory: &Arc<G>,
+fn ring_memory<B>(
+    memory: &Arc<GuestMemoryMmap<B>>,
     ring: GpadlRing,
     gpns: &[u64],
     first_index: usize,
 ) -> Result<PagedRingMem, GpadlError>
 where
-    G: GuestMemoryBackend + Send + Sync + 'static,
+    B: Bitmap + Send + Sync + 'static,
 {
     let pages = gpns
         .iter()

@@ -196,7 +196,8 @@ impl<M: RingMem + Unpin, S: Signal> AsyncWrite for BytePipe<M, S> {
     }
 
     /// Closes this end's writing side: the peer reads what was written, then
-    /// end-of-file. This end can still read. Idempotent.
+    /// end-of-file. This end can still read what the peer had written; the
+    /// peer's writes fail once it sees the close. Idempotent.
     fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.closed = true;

@@ -169,7 +169,8 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
 
     /// Tells the peer this end sends no more: once it has received every
     /// message sent before, its receives fail with [`ChannelError::Closed`].
-    /// This end can still receive what the peer sent. Idempotent; dropping
+    /// This end can still receive what the peer had sent; the peer's sends
+    /// fail with [`ChannelError::Closed`] once it sees the close. Idempotent; dropping
     /// the pipe does it too.
     pub fn close(&mut self) {
         self.closed = true;

@@ -164,12 +164,6 @@ impl<M: RingMem, S: Signal> Receiver<M, S> {
                         return Poll::Ready(outcome);
                     }
                 }
-                // The queue looks at the ring before it learns of the close,
-                // so packets the peer committed just before closing may still
-                // be there: look once more now that the close is known.
-                Poll::Ready(Err(ChannelError::Closed)) => {
-                    return Poll::Ready(self.try_next(buf).and_then(|got| got.ok_or(ChannelError::Closed)));
-                }
                 Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
             }
         }
