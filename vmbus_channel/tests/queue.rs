@@ -853,3 +853,11 @@ fn state_reports_counters_and_ring_states_consistently() {
         assert_eq!(ring.feature_bits & 1, 1, "the queue's writer advertises pending send size");
     }
 }
+
+#[test]
+fn a_read_batch_of_zero_packets_returns_at_once_even_with_packets_waiting() {
+    let (mut host, mut guest) = queues(PAGE);
+    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"waiting"]).unwrap();
+    assert_eq!(block_on(guest.reader().read_batch(0, |_, _| panic!("max is 0"))), Ok(0));
+    assert_eq!(guest.reader().try_read().unwrap().map(|packet| packet.header.transaction_id), Some(1));
+}

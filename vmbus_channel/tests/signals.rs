@@ -379,3 +379,23 @@ mod eventfd {
         assert_eq!(echo.join_by(deadline), COUNT, "the guest echoed everything, then saw the close");
     }
 }
+
+#[test]
+fn wakers_of_abandoned_waits_do_not_pile_up() {
+    let notifier = Notifier::new();
+    let seen = notifier.generation();
+    let (first, first_wakes) = counting_waker();
+    assert!(notifier.poll_wait(&mut Context::from_waker(&first), seen).is_pending());
+    // Many waits that are then abandoned, each with its own waker.
+    let mut abandoned = Vec::new();
+    for _ in 0..10_000 {
+        let (waker, count) = counting_waker();
+        assert!(notifier.poll_wait(&mut Context::from_waker(&waker), seen).is_pending());
+        abandoned.push(count);
+    }
+    // The earliest were woken early instead of being kept forever...
+    assert!(first_wakes.get() >= 1, "old wakers are released, not accumulated");
+    // ...and a signal still wakes the most recent waiter.
+    notifier.notify();
+    assert!(abandoned.last().unwrap().get() >= 1);
+}

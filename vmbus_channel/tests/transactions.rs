@@ -374,3 +374,15 @@ fn unknown_completion_inside_a_batch_is_reported() {
         [(Ok(1), vec![1]), (Err(ChannelError::UnknownTransaction(999)), vec![]), (Ok(1), vec![2]), (Ok(0), vec![])];
     assert_eq!(outcomes, expected, "packets before the bad completion, the error, then the packets after it");
 }
+
+#[test]
+fn dropping_the_reader_half_fails_pending_completions() {
+    let (host, _guest) = connected_pair(PAGE).unwrap();
+    let (reader, mut writer) = Queue::with_transactions(host, 4).split();
+    let completion = block_on(writer.request(&OutgoingPacket::in_band(0), &[b"lost"])).unwrap();
+    drop(reader);
+    assert_eq!(block_on(completion), Err(ChannelError::Closed), "no reader, so no completion can arrive");
+    assert_eq!(writer.outstanding_transactions(), 0);
+    let refused = block_on(writer.request(&OutgoingPacket::in_band(0), &[b"more"]));
+    assert_eq!(refused.map(|_| ()), Err(ChannelError::Closed));
+}

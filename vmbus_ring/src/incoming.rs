@@ -76,6 +76,7 @@ impl<M: RingMem> IncomingRing<M> {
     }
 
     /// Starts a batch of reads at the committed read index.
+    #[inline]
     pub fn read_batch(&mut self) -> ReadBatch<'_, M> {
         let cursor = self.read_index;
         ReadBatch { ring: self, cursor, packets: 0 }
@@ -108,6 +109,28 @@ impl<M: RingMem> IncomingRing<M> {
         Ok(self.write_index == self.read_index)
     }
 
+    /// Whether the writer has published packets this endpoint has not read
+    /// yet: re-reads the write index. For a reader that polls instead of
+    /// sleeping, with the interrupt mask set (see
+    /// [`set_interrupt_mask`](Self::set_interrupt_mask)) so that the writer
+    /// does not signal it meanwhile.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing};
+    /// let mem = FlatRingMem::new(4096).unwrap();
+    /// let mut reader = IncomingRing::new(mem.clone()).unwrap();
+    /// reader.set_interrupt_mask(true);
+    /// assert!(!reader.has_data().unwrap());
+    /// let signal = OutgoingRing::new(mem).unwrap().write(&OutgoingPacket::in_band(1), &[]).unwrap();
+    /// assert!(!signal); // the reader is polling
+    /// assert!(reader.has_data().unwrap());
+    /// ```
+    #[inline]
+    pub fn has_data(&mut self) -> Result<bool, CorruptError> {
+        self.refresh_write_index()?;
+        Ok(self.write_index != self.read_index)
+    }
+
     /// A snapshot of the control page.
     pub fn state(&self) -> RingState {
         RingState::read(&self.mem)
@@ -121,6 +144,7 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Bytes readable from `cursor`, refreshing the cached write index when
     /// the cached one shows none.
+    #[inline]
     fn available_from(&mut self, cursor: u32) -> Result<u32, CorruptError> {
         if cursor == self.write_index {
             self.refresh_write_index()?;
@@ -128,6 +152,7 @@ impl<M: RingMem> IncomingRing<M> {
         Ok(index::used(self.data_len, self.write_index, cursor))
     }
 
+    #[inline]
     fn read_into(&self, at: u32, buf: &mut [u8]) {
         self.mem.read_data(at as usize, buf);
     }
@@ -136,10 +161,17 @@ impl<M: RingMem> IncomingRing<M> {
     /// Returns the packet (or, if its framing is sound but its type is not
     /// one this crate parses, what is known of it) and its size, footer
     /// included.
+    #[inline]
     fn parse(&self, at: u32, available: u32) -> Result<(Result<IncomingPacket, UnsupportedPacket>, u32), CorruptError> {
         let corrupt = |field, value: u64| CorruptError::new(field, value).in_packet(at);
-        let mut descriptor = PacketDescriptor::new_zeroed();
-        self.read_into(at, descriptor.as_mut_bytes());
+        // Read as the writer writes it, a word at a time: a 16-byte load of
+        // two 8-byte stores still in flight cannot be forwarded from them,
+        // and a reader right behind its writer (a packet read as soon as it
+        // is committed) would stall on it.
+        let mut words = [[0; PACKET_ALIGNMENT]; 2];
+        self.read_into(at, &mut words[0]);
+        self.read_into(index::advance(self.data_len, at, PACKET_ALIGNMENT as u32), &mut words[1]);
+        let descriptor: PacketDescriptor = zerocopy::transmute!(words);
         let data_offset8 = descriptor.data_offset8.get();
         let length8 = descriptor.length8.get();
         let size = u32::from(length8) * PACKET_ALIGNMENT as u32 + size_of::<PacketFooter>() as u32;
@@ -187,8 +219,7 @@ impl<M: RingMem> IncomingRing<M> {
         if ranges_len > u64::from(room - TYPE_HEADER_LEN) {
             return Err(CorruptError::new(Field::RangeCount, count.into()));
         }
-        let mut ranges = SmallVec::from_elem(TransferPageRange::default(), count as usize);
-        self.read_into(index::advance(self.data_len, at, TYPE_HEADER_LEN), ranges.as_mut_bytes());
+        let ranges = self.read_items(index::advance(self.data_len, at, TYPE_HEADER_LEN), count as usize);
         Ok(TransferPages { set_id: header.set_id.get(), sender_owns_set: header.sender_owns_set != 0, ranges })
     }
 
@@ -200,9 +231,27 @@ impl<M: RingMem> IncomingRing<M> {
             return Err(CorruptError::new(Field::RangeCount, 0));
         }
         let word_count = (room - TYPE_HEADER_LEN) as usize / size_of::<u64>();
-        let mut words = SmallVec::from_elem(Default::default(), word_count);
-        self.read_into(index::advance(self.data_len, at, TYPE_HEADER_LEN), words.as_mut_bytes());
+        let words = self.read_items(index::advance(self.data_len, at, TYPE_HEADER_LEN), word_count);
         GpaRangeBuf::from_words(words, count)
+    }
+
+    /// `len` wire items read from `at`, in the inline storage of the
+    /// `SmallVec` when they fit there (no heap, and no zero-filling call
+    /// before the copy), on the heap otherwise.
+    #[inline]
+    fn read_items<T, const N: usize>(&self, at: u32, len: usize) -> SmallVec<[T; N]>
+    where
+        T: FromBytes + IntoBytes + Copy,
+    {
+        if len <= N {
+            let mut inline = <[T; N]>::new_zeroed();
+            self.read_into(at, inline[..len].as_mut_bytes());
+            SmallVec::from_buf_and_len(inline, len)
+        } else {
+            let mut items = SmallVec::from_elem(T::new_zeroed(), len);
+            self.read_into(at, items.as_mut_bytes());
+            items
+        }
     }
 
     /// Reads the 8-byte type-specific header at `at`, which must fit in `room`.
@@ -237,6 +286,7 @@ impl<M: RingMem> ReadBatch<'_, M> {
     /// [`ReadError::Corrupt`] when the ring breaks the wire rules, after
     /// which every call fails the same way until the ring is reset.
     #[allow(clippy::should_implement_trait)]
+    #[inline]
     pub fn next(&mut self) -> Result<IncomingPacket, ReadError> {
         let available = self.ring.available_from(self.cursor)?;
         if available == 0 {
@@ -249,6 +299,7 @@ impl<M: RingMem> ReadBatch<'_, M> {
     }
 
     /// Copies payload bytes starting `offset` bytes into `payload` into `buf`.
+    #[inline]
     pub fn read_payload(&self, payload: PayloadRange, offset: usize, buf: &mut [u8]) -> Result<(), PayloadBoundsError> {
         let out_of_bounds = PayloadBoundsError { offset, len: buf.len(), payload_len: payload.len() };
         let end = offset.checked_add(buf.len()).ok_or(out_of_bounds)?;
@@ -270,6 +321,7 @@ impl<M: RingMem> ReadBatch<'_, M> {
     /// one release store of the read index. Returns whether the writer must
     /// be signalled (the free space crossed its pending send size).
     #[must_use = "signal the writer when this returns true"]
+    #[inline]
     pub fn commit(self) -> bool {
         let ring = self.ring;
         if self.cursor == ring.read_index {

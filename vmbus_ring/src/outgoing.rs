@@ -2,7 +2,7 @@
 
 use crate::error::PayloadBoundsError;
 use crate::memory::{check_data_len, ControlWord, RingMem};
-use crate::packet::{round_up8, OutgoingKind, OutgoingPacket, PayloadRange, MAX_PACKET_SIZE};
+use crate::packet::{packet_size, round_up8, OutgoingKind, OutgoingPacket, PayloadRange, MAX_PACKET_SIZE};
 use crate::wire::{
     packet_type, GpaDirectHeader, PacketDescriptor, PacketFooter, TransferPageHeader, FEATURE_PENDING_SEND_SIZE,
     FLAG_COMPLETION_REQUESTED, PACKET_ALIGNMENT,
@@ -10,6 +10,10 @@ use crate::wire::{
 use crate::{index, signal, CorruptError, Field, OpenError, RingState, WriteError};
 use core::sync::atomic::Ordering;
 use zerocopy::IntoBytes;
+
+const DESCRIPTOR_LEN: usize = size_of::<PacketDescriptor>();
+/// Size of the transfer-pages and GPA-direct headers.
+const TYPE_HEADER_LEN: usize = size_of::<TransferPageHeader>();
 
 /// The writing end of a ring.
 ///
@@ -31,6 +35,8 @@ use zerocopy::IntoBytes;
 pub struct OutgoingRing<M> {
     mem: M,
     data_len: u32,
+    /// [`max_packet_size`](Self::max_packet_size), worked out once at open.
+    max_packet: u32,
     write_index: u32,
     read_index: u32,
 }
@@ -45,7 +51,9 @@ impl<M: RingMem> OutgoingRing<M> {
             index::check(mem.load(ControlWord::WriteIndex, Ordering::Relaxed), data_len, Field::WriteIndex)?;
         let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Acquire), data_len, Field::ReadIndex)?;
         mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
-        Ok(Self { mem, data_len, write_index, read_index })
+        // Below 4 GiB: `data_len` is a `u32` and `MAX_PACKET_SIZE` is smaller.
+        let max_packet = (data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE) as u32;
+        Ok(Self { mem, data_len, max_packet, write_index, read_index })
     }
 
     /// The ring memory.
@@ -72,10 +80,11 @@ impl<M: RingMem> OutgoingRing<M> {
     /// assert_eq!(ring.max_packet_size(), 4088);
     /// ```
     pub fn max_packet_size(&self) -> usize {
-        (self.data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE)
+        self.max_packet as usize
     }
 
     /// Starts a batch of writes at the committed write index.
+    #[inline]
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
         let cursor = self.write_index;
         WriteBatch { ring: self, cursor, packets: 0 }
@@ -99,6 +108,32 @@ impl<M: RingMem> OutgoingRing<M> {
     /// ```
     pub fn can_write(&mut self, packet_size: usize) -> Result<bool, CorruptError> {
         Ok(self.free_from(self.write_index, packet_size)? >= packet_size)
+    }
+
+    /// Checks that a packet of `needed` bytes fits the ring and the space
+    /// free at `cursor`. The common case, a packet that fits the space the
+    /// cached read index leaves, costs two comparisons; anything else goes to
+    /// [`make_room`](Self::make_room).
+    #[inline]
+    fn check_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
+        let cached_free = index::free(self.data_len, cursor, self.read_index) as usize;
+        if needed <= cached_free && needed <= self.max_packet as usize {
+            return Ok(());
+        }
+        self.make_room(cursor, needed)
+    }
+
+    /// The slow path of [`check_room`](Self::check_room): refuses a packet
+    /// too large for the ring, refreshes the cached read index, and reports a
+    /// full ring with what it found free.
+    #[inline(never)]
+    fn make_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
+        self.check_fits_ring(needed)?;
+        let free = self.free_from(cursor, needed)?;
+        if free < needed {
+            return Err(WriteError::Full { needed, free });
+        }
+        Ok(())
     }
 
     /// Bytes free for packets starting at `cursor`, refreshing the cached read
@@ -188,6 +223,7 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// let full = batch.write(&OutgoingPacket::in_band(2), &[&[0; 3000]]);
     /// assert!(matches!(full, Err(WriteError::Full { needed: 3024, .. })));
     /// ```
+    #[inline]
     pub fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), WriteError> {
         let payload_len = payload.iter().try_fold(0usize, |sum, piece| sum.checked_add(piece.len()));
         let range = self.reserve(packet, payload_len.unwrap_or(usize::MAX))?;
@@ -213,19 +249,15 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// assert!(batch.write_payload(payload, 10, b"overrun").is_err());
     /// batch.commit();
     /// ```
+    #[inline]
     pub fn reserve(&mut self, packet: &OutgoingPacket<'_>, payload_len: usize) -> Result<PayloadRange, WriteError> {
-        let ring = &mut *self.ring;
         if matches!(packet.kind, OutgoingKind::GpaDirect(ranges) if ranges.is_empty()) {
             return Err(WriteError::NoGpaRange);
         }
-        let needed = packet.size(payload_len);
-        ring.check_fits_ring(needed)?;
-        let free = ring.free_from(self.cursor, needed)?;
-        if free < needed {
-            return Err(WriteError::Full { needed, free });
-        }
-        let start = self.cursor;
         let header_len = packet.kind.header_len();
+        let needed = packet_size(header_len, payload_len);
+        let start = self.cursor;
+        self.ring.check_room(start, needed)?;
         // `needed` fits the ring and a descriptor (checked above), so the
         // lengths below fit their fields.
         let data_offset = size_of::<PacketDescriptor>() + header_len;
@@ -237,14 +269,14 @@ impl<M: RingMem> WriteBatch<'_, M> {
             flags: if packet.completion_requested { FLAG_COMPLETION_REQUESTED } else { 0 }.into(),
             transaction_id: packet.transaction_id.into(),
         };
-        let mem = &ring.mem;
-        let data_len = ring.data_len;
-        let mut at = start;
-        let mut put = |bytes: &[u8]| {
-            mem.write_data(at as usize, bytes);
-            at = index::advance(data_len, at, bytes.len() as u32);
-        };
-        put(descriptor.as_bytes());
+        let mem = &self.ring.mem;
+        let data_len = self.ring.data_len;
+        let at = |offset: usize| index::advance(data_len, start, offset as u32) as usize;
+        // Fixed-size parts go in as whole words taken from registers (see
+        // `word`); each `write_data` handles a wrap at its own offset.
+        let [head, transaction_id]: [u64; 2] = zerocopy::transmute!(descriptor);
+        mem.write_data(start as usize, &word(head));
+        mem.write_data(at(PACKET_ALIGNMENT), &word(transaction_id));
         match packet.kind {
             OutgoingKind::InBand | OutgoingKind::Completion => {}
             OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
@@ -254,24 +286,28 @@ impl<M: RingMem> WriteBatch<'_, M> {
                     reserved: 0,
                     range_count: (ranges.len() as u32).into(),
                 };
-                put(header.as_bytes());
-                put(ranges.as_bytes());
+                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.as_bytes());
             }
             OutgoingKind::GpaDirect(ranges) => {
                 let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
-                put(header.as_bytes());
-                put(ranges.words().as_bytes());
+                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.words().as_bytes());
             }
         }
-        let payload = PayloadRange { offset: at, len: payload_len as u32 };
-        let padding_at = index::advance(data_len, at, payload_len as u32);
-        mem.zero_data(padding_at as usize, round_up8(payload_len) - payload_len);
-        let footer_at = index::advance(data_len, start, length as u32);
+        // The padding, as a whole word: when the payload does not end on a
+        // word, its last word is zeroed here, and the payload, copied over
+        // the word's head afterwards, leaves the padding zero. That word
+        // belongs to the payload (which is not empty if it needs padding), so
+        // no descriptor or header byte is touched.
+        if payload_len % PACKET_ALIGNMENT != 0 {
+            mem.write_data(at(length - PACKET_ALIGNMENT), &[0; PACKET_ALIGNMENT]);
+        }
         let footer = PacketFooter { reserved: 0.into(), start_offset: start.into() };
-        mem.write_data(footer_at as usize, footer.as_bytes());
-        self.cursor = index::advance(data_len, start, needed as u32);
+        mem.write_data(at(length), &word(zerocopy::transmute!(footer)));
+        self.cursor = at(needed) as u32;
         self.packets += 1;
-        Ok(payload)
+        Ok(PayloadRange { offset: at(data_offset) as u32, len: payload_len as u32 })
     }
 
     /// Copies `bytes` into a payload reserved in this batch, at `offset`
@@ -318,6 +354,7 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// whether the reader must be signalled (it was caught up and is not
     /// polling); an empty batch publishes nothing and needs no signal.
     #[must_use = "signal the reader when this returns true"]
+    #[inline]
     pub fn commit(self) -> bool {
         let ring = self.ring;
         if self.packets == 0 {
@@ -333,6 +370,17 @@ impl<M: RingMem> WriteBatch<'_, M> {
     pub fn revert(self) {}
 }
 
+/// The bytes of an 8-byte wire structure (transmuted to a `u64`), to copy
+/// into the ring. Going through the integer keeps the value in a register:
+/// copied straight from the structure, its bytes would be stored field by
+/// field on the stack and loaded back as one word, a load the CPU cannot
+/// forward from the narrower stores (a stall of a dozen cycles or more).
+#[inline]
+fn word(value: u64) -> [u8; PACKET_ALIGNMENT] {
+    value.to_ne_bytes()
+}
+
+#[inline]
 fn wire_type(kind: &OutgoingKind<'_>) -> u16 {
     match kind {
         OutgoingKind::InBand => packet_type::DATA_IN_BAND,

@@ -22,6 +22,7 @@ use core::sync::atomic::Ordering;
 /// assert!(!reader_signal_due(1, 64, 64)); // reader is polling
 /// assert!(!reader_signal_due(0, 0, 64)); // reader still had data: it will see the new packets
 /// ```
+#[inline]
 pub const fn reader_signal_due(interrupt_mask: u32, read_index: u32, batch_start: u32) -> bool {
     interrupt_mask == 0 && read_index == batch_start
 }
@@ -70,6 +71,7 @@ pub fn writer_signal_due(
 
 /// For a writer that has just stored its new write index (release): a full
 /// fence, then the reader-signal decision from the control page.
+#[inline]
 pub fn reader_needs_signal(control: &impl ControlPage, batch_start: u32) -> bool {
     control.full_fence();
     let mask = control.load(ControlWord::InterruptMask, Ordering::Relaxed);
@@ -80,6 +82,7 @@ pub fn reader_needs_signal(control: &impl ControlPage, batch_start: u32) -> bool
 /// For a reader that has just stored its new read index `new_read` (release),
 /// moving it from `old_read`: a full fence, then the writer-signal decision
 /// from the control page. `data_len` is the ring's data-area size.
+#[inline]
 pub fn writer_needs_signal(control: &impl ControlPage, data_len: u32, old_read: u32, new_read: u32) -> bool {
     control.full_fence();
     let pending = control.load(ControlWord::PendingSendSize, Ordering::Relaxed);

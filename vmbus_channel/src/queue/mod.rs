@@ -17,6 +17,7 @@ use crate::signal::Signal;
 use crate::transaction::Transactions;
 use counters::Counters;
 use std::sync::Arc;
+use std::time::Duration;
 use vmbus_ring::RingMem;
 
 /// What the two halves of a queue share.
@@ -63,7 +64,13 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         let shared = Arc::new(Shared { counters: Counters::default(), transactions });
         let RawChannel { incoming, outgoing, signal } = channel;
         Self {
-            reader: QueueReader { ring: incoming, signal: signal.clone(), shared: shared.clone(), deferred: None },
+            reader: QueueReader {
+                ring: incoming,
+                signal: signal.clone(),
+                shared: shared.clone(),
+                deferred: None,
+                busy_poll: Duration::ZERO,
+            },
             writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false },
         }
     }
@@ -123,8 +130,9 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     }
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
+impl Shared {
+    /// Fails every outstanding transaction: no completion can arrive any more.
+    fn fail_transactions(&self) {
         if let Some(transactions) = &self.transactions {
             transactions.close();
         }

@@ -29,9 +29,10 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     pub fn try_write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), ChannelError> {
         self.check_open()?;
         let mut batch = self.ring.write_batch();
-        let written = write_counted(&mut batch, &self.shared.counters, packet, payload);
+        let mut sent = Sent::default();
+        let written = write_counted(&mut batch, &mut sent, packet, payload);
         let wrote_any = batch.packets() > 0;
-        commit(batch, &*self.signal, &self.shared.counters);
+        commit(batch, &*self.signal, &self.shared.counters, sent);
         if wrote_any {
             self.stop_waiting_for_space();
         }
@@ -54,16 +55,17 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             let seen = self.signal.notifier().generation();
             let counters = &self.shared.counters;
             let mut batch = self.ring.write_batch();
+            let mut sent = Sent::default();
             let mut outcome = Ok(());
             for (packet, payload) in &packets[*written..] {
-                outcome = write_counted(&mut batch, counters, packet, payload);
+                outcome = write_counted(&mut batch, &mut sent, packet, payload);
                 if outcome.is_err() {
                     break;
                 }
                 *written += 1;
             }
             let wrote_any = batch.packets() > 0;
-            commit(batch, &*self.signal, counters);
+            commit(batch, &*self.signal, counters, sent);
             if wrote_any {
                 self.stop_waiting_for_space();
             }
@@ -151,22 +153,36 @@ impl Drop for Reservation {
     }
 }
 
-/// Publishes `batch`, signalling the reader if the rules call for it.
-fn commit<M: RingMem>(batch: WriteBatch<'_, M>, signal: &impl Signal, counters: &Counters) {
+/// Packets and payload bytes written in a batch, added to the shared
+/// counters once a batch: an atomic add per packet would cost more than
+/// writing it.
+#[derive(Default)]
+struct Sent {
+    packets: u64,
+    bytes: u64,
+}
+
+/// Publishes `batch`, signalling the reader if the rules call for it, and
+/// counts what it held.
+fn commit<M: RingMem>(batch: WriteBatch<'_, M>, signal: &impl Signal, counters: &Counters, sent: Sent) {
     if batch.commit() {
         signal.signal_peer();
-        Counters::add(&counters.signals_sent, 1);
+        Counters::add(&counters.writer_signals_sent, 1);
+    }
+    if sent.packets > 0 {
+        Counters::add(&counters.packets_sent, sent.packets);
+        Counters::add(&counters.bytes_sent, sent.bytes);
     }
 }
 
 fn write_counted<M: RingMem>(
     batch: &mut WriteBatch<'_, M>,
-    counters: &Counters,
+    sent: &mut Sent,
     packet: &OutgoingPacket<'_>,
     payload: &[&[u8]],
 ) -> Result<(), ChannelError> {
     batch.write(packet, payload).map_err(|error: WriteError| ChannelError::from(error))?;
-    Counters::add(&counters.packets_sent, 1);
-    Counters::add(&counters.bytes_sent, payload.iter().map(|piece| piece.len() as u64).sum());
+    sent.packets += 1;
+    sent.bytes += payload.iter().map(|piece| piece.len() as u64).sum::<u64>();
     Ok(())
 }

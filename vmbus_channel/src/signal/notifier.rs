@@ -6,6 +6,9 @@ use smallvec::SmallVec;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
+/// Wakers kept at most; a queue's two halves need two.
+const MAX_WAITERS: usize = 8;
+
 /// Signals received from the peer, as a generation count that waiters
 /// compare against, plus the peer's closing.
 ///
@@ -25,6 +28,14 @@ use std::task::{Context, Poll, Waker};
 pub struct Notifier {
     generation: AtomicU64,
     closed: AtomicBool,
+    /// Whether someone may be waiting: a waker registered, or a thread in
+    /// [`wait`](Self::wait). Set under the lock before a waiter's last look
+    /// at the generation, cleared under the lock when the waiters are woken,
+    /// so that [`notify`](Self::notify) takes the lock only when there may
+    /// be someone to wake. (A signal usually finds its reader busy, not
+    /// asleep; the lock, the condition variable and the wakers are for the
+    /// other case.)
+    maybe_waiting: AtomicBool,
     waiters: Mutex<SmallVec<[Waker; 2]>>,
     condvar: Condvar,
 }
@@ -38,7 +49,13 @@ impl Notifier {
     /// Records a signal from the peer and wakes every waiter.
     pub fn notify(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
-        self.wake_all();
+        // Store-load against the waiters, which set `maybe_waiting` and then
+        // read the generation, all sequentially consistent: either a waiter
+        // sees this signal's generation and does not sleep, or this sees its
+        // flag and wakes it (taking the lock, so after it registered).
+        if self.maybe_waiting.load(Ordering::SeqCst) {
+            self.wake_all();
+        }
     }
 
     /// Records that the peer closed and wakes every waiter. Idempotent.
@@ -64,10 +81,17 @@ impl Notifier {
             return Poll::Ready(());
         }
         let mut waiters = self.waiters.lock();
+        self.maybe_waiting.store(true, Ordering::SeqCst);
         if self.has_news(seen) {
             return Poll::Ready(());
         }
         if !waiters.iter().any(|waker| waker.will_wake(cx.waker())) {
+            if waiters.len() >= MAX_WAITERS {
+                // Futures dropped while waiting leave their wakers behind.
+                // Rather than grow without bound, wake them all early: a
+                // live waiter re-checks and registers again.
+                waiters.drain(..).for_each(Waker::wake);
+            }
             waiters.push(cx.waker().clone());
         }
         Poll::Pending
@@ -77,7 +101,12 @@ impl Notifier {
     /// peer closed.
     pub fn wait(&self, seen: u64) {
         let mut waiters = self.waiters.lock();
-        while !self.has_news(seen) {
+        loop {
+            // Set again after every wake-up: the waker cleared it.
+            self.maybe_waiting.store(true, Ordering::SeqCst);
+            if self.has_news(seen) {
+                return;
+            }
             self.condvar.wait(&mut waiters);
         }
     }
@@ -87,7 +116,11 @@ impl Notifier {
     }
 
     fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *self.waiters.lock());
+        let wakers = {
+            let mut waiters = self.waiters.lock();
+            self.maybe_waiting.store(false, Ordering::SeqCst);
+            std::mem::take(&mut *waiters)
+        };
         self.condvar.notify_all();
         wakers.into_iter().for_each(Waker::wake);
     }

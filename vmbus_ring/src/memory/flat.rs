@@ -53,11 +53,11 @@ impl RingMem for FlatRingMem {
     }
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
-        self.0.read_data(offset, buf)
+        self.0.read_data_single(offset, buf)
     }
     #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
-        self.0.write_data(offset, buf)
+        self.0.write_data_single(offset, buf)
     }
     #[inline]
     fn zero_data(&self, offset: usize, len: usize) {

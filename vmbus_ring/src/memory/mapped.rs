@@ -30,7 +30,10 @@ pub enum MappingLayout {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MappedRingMem {
-    region: SharedRegion,
+    /// The control page.
+    control: SharedRegion,
+    /// The data area: `data_len` bytes, or twice that with a double mapping.
+    data: SharedRegion,
     data_len: usize,
     layout: MappingLayout,
 }
@@ -54,7 +57,13 @@ impl MappedRingMem {
         if !region.is_aligned() {
             return Err(OpenError::Misaligned);
         }
-        Ok(Self { region, data_len, layout })
+        // Both spans are inside the region (its length was checked above)
+        // and start 8-aligned (the region does, and `PAGE_SIZE` is a
+        // multiple of 8).
+        let sub_region = |offset, len| region.sub_region(offset, len).ok_or(OpenError::Misaligned);
+        let control = sub_region(0, PAGE_SIZE)?;
+        let data = sub_region(PAGE_SIZE, region.len() - PAGE_SIZE)?;
+        Ok(Self { control, data, data_len, layout })
     }
 
     /// The layout this ring was mapped with.
@@ -62,15 +71,78 @@ impl MappedRingMem {
         self.layout
     }
 
-    /// A wrapping copy of `len` bytes at `offset`: the spans before and after
-    /// the wrap, as region offsets and lengths. Double mapping needs no split.
+    /// Copies `buf.len()` data-area bytes at `offset` into `buf` if they
+    /// are one span of the mapping, with one check: in a single mapping the
+    /// data region ends where the data area does, so its own bounds check is
+    /// the check that the copy does not wrap; in a double mapping any copy
+    /// within the contract is one span. Returns `false`, copying nothing,
+    /// otherwise.
     #[inline]
-    fn spans(&self, offset: usize, len: usize) -> [(usize, usize); 2] {
-        let (first, rest) = split_at_wrap(self.data_len, offset, len);
+    fn read_span(&self, offset: usize, buf: &mut [u8]) -> bool {
         match self.layout {
-            MappingLayout::Double => [(PAGE_SIZE + offset, len), (PAGE_SIZE, 0)],
-            MappingLayout::Single => [(PAGE_SIZE + offset, first), (PAGE_SIZE, rest)],
+            MappingLayout::Single => self.data.try_read(offset, buf),
+            MappingLayout::Double => self.within_contract(offset, buf.len()) && self.data.try_read(offset, buf),
         }
+    }
+
+    /// [`RingMem::read_data`] for a memory known to be mapped once (a
+    /// [`FlatRingMem`](super::FlatRingMem)), without looking at the layout.
+    #[inline]
+    pub(super) fn read_data_single(&self, offset: usize, buf: &mut [u8]) {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        if !self.data.try_read(offset, buf) {
+            self.read_wrapped(offset, buf);
+        }
+    }
+
+    /// [`RingMem::write_data`] for a memory known to be mapped once.
+    #[inline]
+    pub(super) fn write_data_single(&self, offset: usize, buf: &[u8]) {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        if !self.data.try_write(offset, buf) {
+            self.write_wrapped(offset, buf);
+        }
+    }
+
+    /// The writing twin of [`read_span`](Self::read_span).
+    #[inline]
+    fn write_span(&self, offset: usize, buf: &[u8]) -> bool {
+        match self.layout {
+            MappingLayout::Single => self.data.try_write(offset, buf),
+            MappingLayout::Double => self.within_contract(offset, buf.len()) && self.data.try_write(offset, buf),
+        }
+    }
+
+    /// Whether a data-area access keeps the [`RingMem`] contract (`offset <
+    /// data_len`, `len <= data_len`): what a double mapping must check on top
+    /// of its region's bounds, which are twice as wide.
+    #[inline]
+    fn within_contract(&self, offset: usize, len: usize) -> bool {
+        offset < self.data_len && len <= self.data_len
+    }
+
+    /// The two spans of a copy that wraps in a single mapping (or breaks the
+    /// [`RingMem`] contract, which panics here), as data-region offsets and
+    /// lengths.
+    fn wrapped_spans(&self, offset: usize, len: usize) -> [(usize, usize); 2] {
+        let (first, rest) = split_at_wrap(self.data_len, offset, len);
+        [(offset, first), (0, rest)]
+    }
+
+    #[inline(never)]
+    fn read_wrapped(&self, offset: usize, buf: &mut [u8]) {
+        let [(at, first), (wrap_at, _)] = self.wrapped_spans(offset, buf.len());
+        let (head, tail) = buf.split_at_mut(first);
+        self.data.read(at, head);
+        self.data.read(wrap_at, tail);
+    }
+
+    #[inline(never)]
+    fn write_wrapped(&self, offset: usize, buf: &[u8]) {
+        let [(at, first), (wrap_at, _)] = self.wrapped_spans(offset, buf.len());
+        let (head, tail) = buf.split_at(first);
+        self.data.write(at, head);
+        self.data.write(wrap_at, tail);
     }
 }
 
@@ -132,11 +204,11 @@ mod memfd {
 impl ControlPage for MappedRingMem {
     #[inline]
     fn load(&self, word: ControlWord, order: Ordering) -> u32 {
-        self.region.load_u32(word.offset(), order)
+        self.control.load_u32(word.offset(), order)
     }
     #[inline]
     fn store(&self, word: ControlWord, value: u32, order: Ordering) {
-        self.region.store_u32(word.offset(), value, order)
+        self.control.store_u32(word.offset(), value, order)
     }
 }
 
@@ -147,30 +219,31 @@ impl RingMem for MappedRingMem {
     }
     fn read_control(&self, offset: usize, buf: &mut [u8]) {
         check_control_span(offset, buf.len());
-        self.region.read(offset, buf)
+        self.control.read(offset, buf)
     }
     fn write_control(&self, offset: usize, buf: &[u8]) {
         check_control_span(offset, buf.len());
-        self.region.write(offset, buf)
+        self.control.write(offset, buf)
     }
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
-        let [(at, first), (wrap_at, _)] = self.spans(offset, buf.len());
-        let (head, tail) = buf.split_at_mut(first);
-        self.region.read(at, head);
-        self.region.read(wrap_at, tail);
+        if !self.read_span(offset, buf) {
+            self.read_wrapped(offset, buf);
+        }
     }
     #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
-        let [(at, first), (wrap_at, _)] = self.spans(offset, buf.len());
-        let (head, tail) = buf.split_at(first);
-        self.region.write(at, head);
-        self.region.write(wrap_at, tail);
+        if !self.write_span(offset, buf) {
+            self.write_wrapped(offset, buf);
+        }
     }
-    #[inline]
     fn zero_data(&self, offset: usize, len: usize) {
-        for (at, len) in self.spans(offset, len) {
-            self.region.fill_zero(at, len);
+        let spans = match self.layout {
+            MappingLayout::Double if self.within_contract(offset, len) => [(offset, len), (0, 0)],
+            _ => self.wrapped_spans(offset, len),
+        };
+        for (at, len) in spans {
+            self.data.fill_zero(at, len);
         }
     }
 }

@@ -118,9 +118,24 @@ fn check_control_span(offset: usize, len: usize) {
 
 /// Splits a data-area copy of `len` bytes at `offset` into the part before
 /// the end of the data area and the part that wraps to its start.
+///
+/// # Panics
+///
+/// If the copy breaks the [`RingMem`] contract (`offset < data_len`,
+/// `len <= data_len`).
 #[inline]
 fn split_at_wrap(data_len: usize, offset: usize, len: usize) -> (usize, usize) {
-    assert!(offset < data_len && len <= data_len, "{len} bytes at {offset} outside a data area of {data_len}");
+    if offset >= data_len || len > data_len {
+        outside_data_area(data_len, offset, len);
+    }
     let first = len.min(data_len - offset);
     (first, len - first)
+}
+
+/// The panic of a data-area copy that breaks the [`RingMem`] contract, out of
+/// line so that the checks inline small.
+#[cold]
+#[inline(never)]
+fn outside_data_area(data_len: usize, offset: usize, len: usize) -> ! {
+    panic!("{len} bytes at {offset} outside a data area of {data_len}")
 }

@@ -74,9 +74,26 @@ impl PagedRingMem {
         Ok(Self { control, data })
     }
 
+    /// The page a data-area access at `offset` starts in, and the offset in
+    /// it. Copies within that page take one check, the page region's own
+    /// (each is exactly a page long).
+    #[inline]
+    fn page_at(&self, offset: usize) -> Option<(&SharedRegion, usize)> {
+        self.data.get(offset / PAGE_SIZE).map(|page| (page, offset % PAGE_SIZE))
+    }
+
+    #[inline(never)]
+    fn read_pieces(&self, offset: usize, buf: &mut [u8]) {
+        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.read(at, &mut buf[from..from + len]));
+    }
+
+    #[inline(never)]
+    fn write_pieces(&self, offset: usize, buf: &[u8]) {
+        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.write(at, &buf[from..from + len]));
+    }
+
     /// Calls `copy(page, offset_in_page, offset_in_buffer, len)` for each
     /// page-sized piece of a data-area access, wrapping once.
-    #[inline]
     fn for_each_piece(&self, offset: usize, len: usize, mut copy: impl FnMut(&SharedRegion, usize, usize, usize)) {
         split_at_wrap(self.data_len(), offset, len);
         let mut position = offset;
@@ -91,6 +108,7 @@ impl PagedRingMem {
     }
 }
 
+/// The first 4096 bytes of `page`, if it has them and is aligned.
 fn checked_page(index: usize, page: SharedRegion) -> Result<SharedRegion, OpenError> {
     if page.len() < PAGE_SIZE {
         return Err(OpenError::PageTooSmall { index, len: page.len() });
@@ -98,7 +116,7 @@ fn checked_page(index: usize, page: SharedRegion) -> Result<SharedRegion, OpenEr
     if !page.is_aligned() {
         return Err(OpenError::Misaligned);
     }
-    Ok(page)
+    page.sub_region(0, PAGE_SIZE).ok_or(OpenError::Misaligned)
 }
 
 impl ControlPage for PagedRingMem {
@@ -127,13 +145,18 @@ impl RingMem for PagedRingMem {
     }
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {
-        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.read(at, &mut buf[from..from + len]));
+        match self.page_at(offset) {
+            Some((page, at)) if page.try_read(at, buf) => {}
+            _ => self.read_pieces(offset, buf),
+        }
     }
     #[inline]
     fn write_data(&self, offset: usize, buf: &[u8]) {
-        self.for_each_piece(offset, buf.len(), |page, at, from, len| page.write(at, &buf[from..from + len]));
+        match self.page_at(offset) {
+            Some((page, at)) if page.try_write(at, buf) => {}
+            _ => self.write_pieces(offset, buf),
+        }
     }
-    #[inline]
     fn zero_data(&self, offset: usize, len: usize) {
         self.for_each_piece(offset, len, |page, at, _, len| page.fill_zero(at, len));
     }

@@ -18,6 +18,9 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 /// Alignment every region start must have, so control words can be atomics.
 pub const REGION_ALIGNMENT: usize = 8;
 
+/// The cache-line size [`SharedRegion::new_zeroed`] aligns to.
+const CACHE_LINE: usize = 64;
+
 /// A span of memory shared with the peer, accessed only by copies and atomics.
 ///
 /// Cloning is cheap: clones share the memory and keep it alive.
@@ -42,11 +45,23 @@ impl fmt::Debug for SharedRegion {
 }
 
 impl SharedRegion {
-    /// A zero-filled region on the heap, `len` bytes long (rounded up to 8).
+    /// A zero-filled region on the heap, `len` bytes long, starting on a
+    /// 64-byte (cache-line) boundary.
+    ///
+    /// ```
+    /// use vmbus_ring::SharedRegion;
+    /// let region = SharedRegion::new_zeroed(100);
+    /// assert_eq!(region.len(), 100);
+    /// ```
     pub fn new_zeroed(len: usize) -> Self {
-        let words: Vec<AtomicU64> = (0..len.div_ceil(8)).map(|_| AtomicU64::new(0)).collect();
+        // A cache-line start keeps bulk copies from splitting every line
+        // (a large heap allocation starts 16 bytes past a page); the words
+        // before it are spare.
+        const LINE_WORDS: usize = CACHE_LINE / size_of::<AtomicU64>();
+        let words: Vec<AtomicU64> = (0..len.div_ceil(8) + LINE_WORDS).map(|_| AtomicU64::new(0)).collect();
+        let skip = words.as_ptr().align_offset(CACHE_LINE).min(LINE_WORDS);
         // The heap buffer stays put when the `Vec` moves into the `Arc`.
-        let ptr = NonNull::from(&words[..]).cast::<u8>();
+        let ptr = NonNull::from(&words[skip..]).cast::<u8>();
         Self { ptr, len, _owner: Arc::new(words) }
     }
 
@@ -73,6 +88,32 @@ impl SharedRegion {
     /// Whether the region has no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The `len` bytes at `offset` as a region of their own, sharing this
+    /// one's memory (and keeping all of it alive). `None` unless the span is
+    /// inside this region and `offset` is a multiple of
+    /// [`REGION_ALIGNMENT`], so that the new region is aligned as this one.
+    ///
+    /// ```
+    /// use vmbus_ring::SharedRegion;
+    /// let region = SharedRegion::new_zeroed(8192);
+    /// let page = region.sub_region(4096, 4096).unwrap();
+    /// page.write(0, b"hi");
+    /// let mut bytes = [0; 2];
+    /// region.read(4096, &mut bytes);
+    /// assert_eq!(&bytes, b"hi");
+    /// assert!(region.sub_region(4096, 4097).is_none());
+    /// assert!(region.sub_region(4, 8).is_none());
+    /// ```
+    pub fn sub_region(&self, offset: usize, len: usize) -> Option<SharedRegion> {
+        if offset > self.len || len > self.len - offset || offset % REGION_ALIGNMENT != 0 {
+            return None;
+        }
+        // SAFETY: `offset` is inside the region (checked above), so the
+        // pointer stays within (or one past the end of) its span.
+        let ptr = unsafe { self.ptr.add(offset) };
+        Some(Self { ptr, len, _owner: self._owner.clone() })
     }
 
     /// Whether the region starts on a [`REGION_ALIGNMENT`] boundary.
@@ -102,10 +143,9 @@ impl SharedRegion {
 
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU32 {
-        assert!(
-            offset % 4 == 0 && offset.checked_add(4).is_some_and(|end| end <= self.len),
-            "control word {offset} outside the region"
-        );
+        if offset % 4 != 0 || offset >= self.len || self.len - offset < 4 {
+            word_outside(offset);
+        }
         // SAFETY: the word is in bounds (checked above) and 4-aligned (the
         // region start is 8-aligned by the constructors' contract and `offset`
         // is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so the shared
@@ -130,7 +170,7 @@ impl SharedRegion {
         // is copied; that can only leave arbitrary bytes in `buf`, which every
         // caller validates before use, and no reference to the shared bytes
         // is ever formed.
-        unsafe { core::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
+        unsafe { copy_bytes(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
     }
 
     /// Copies `buf` into the region starting at `offset`.
@@ -146,7 +186,36 @@ impl SharedRegion {
         // `buf` (no reference to the region exists). A peer racing on the
         // same bytes sees a mix of old and new bytes, which it must validate;
         // our side keeps no assumption about the span's contents.
-        unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+        unsafe { copy_bytes(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+    }
+
+    /// Like [`read`](Self::read), but for a span that starts inside the
+    /// region (`offset < len`) and ends inside it; returns `false`, copying
+    /// nothing, for any other. One check for callers that have a fallback
+    /// (a copy that wraps around the end of a data area, say).
+    #[inline]
+    pub(crate) fn try_read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        if offset >= self.len || buf.len() > self.len - offset {
+            return false;
+        }
+        // SAFETY: as for `read`: the span is inside the region (checked
+        // above) and `buf` is private memory.
+        unsafe { copy_bytes(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
+        true
+    }
+
+    /// Like [`write`](Self::write), but for a span that starts inside the
+    /// region and ends inside it; returns `false`, copying nothing, for any
+    /// other (see [`try_read`](Self::try_read)).
+    #[inline]
+    pub(crate) fn try_write(&self, offset: usize, buf: &[u8]) -> bool {
+        if offset >= self.len || buf.len() > self.len - offset {
+            return false;
+        }
+        // SAFETY: as for `write`: the span is inside the region (checked
+        // above) and `buf` is private memory.
+        unsafe { copy_bytes(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+        true
     }
 
     /// Sets `len` bytes starting at `offset` to zero.
@@ -163,12 +232,71 @@ impl SharedRegion {
 
     #[inline]
     fn check_span(&self, offset: usize, len: usize) {
-        assert!(
-            offset <= self.len && len <= self.len - offset,
-            "{len} bytes at {offset} outside a region of {}",
-            self.len
-        );
+        if offset > self.len || len > self.len - offset {
+            span_outside(offset, len, self.len);
+        }
     }
+}
+
+/// Copies `len` bytes from `src` to `dst`, which do not overlap: 16 to 64
+/// bytes inline as two or four 16-byte moves, anything else through
+/// `copy_nonoverlapping` (a `memcpy` call unless `len` is a constant). Small
+/// payloads (requests, completions) are the common case, and for them the
+/// call and `memcpy`'s dispatch on the length cost more than the copy.
+///
+/// The moves overlap when `len` is not a multiple of 16, so some bytes are
+/// read twice; each byte of `dst` is still written from one read of it, so
+/// `dst` is a snapshot like any other copy of memory the peer may be
+/// changing, which the callers validate before use (`memcpy` itself copies
+/// with overlapping moves).
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `len` bytes, and
+/// the two spans must not overlap (the contract of `copy_nonoverlapping`).
+#[inline(always)]
+unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
+    type Chunk = [u8; 16];
+    const CHUNK: usize = size_of::<Chunk>();
+    if (CHUNK..=4 * CHUNK).contains(&len) {
+        let last = len - CHUNK;
+        // SAFETY: `0..16` and `last..len` lie within `0..len` since
+        // `16 <= len`; unaligned accesses need no alignment; the spans are
+        // valid and disjoint by the caller's contract.
+        unsafe {
+            let head = src.cast::<Chunk>().read_unaligned();
+            let tail = src.add(last).cast::<Chunk>().read_unaligned();
+            if len > 2 * CHUNK {
+                // SAFETY: with `32 < len`, `16..32` and `last - 16..last` lie
+                // within `0..len` too.
+                let second = src.add(CHUNK).cast::<Chunk>().read_unaligned();
+                let second_last = src.add(last - CHUNK).cast::<Chunk>().read_unaligned();
+                dst.add(CHUNK).cast::<Chunk>().write_unaligned(second);
+                dst.add(last - CHUNK).cast::<Chunk>().write_unaligned(second_last);
+            }
+            dst.cast::<Chunk>().write_unaligned(head);
+            dst.add(last).cast::<Chunk>().write_unaligned(tail);
+        }
+    } else {
+        // SAFETY: the caller's contract is `copy_nonoverlapping`'s.
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) }
+    }
+}
+
+/// The panic of a control-word check, out of line like [`span_outside`].
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn word_outside(offset: usize) -> ! {
+    panic!("control word {offset} outside the region")
+}
+
+/// The panic of a span check, kept out of line so that the checks inline small.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn span_outside(offset: usize, len: usize, region_len: usize) -> ! {
+    panic!("{len} bytes at {offset} outside a region of {region_len}")
 }
 
 #[cfg(all(feature = "std", target_os = "linux"))]

@@ -1,0 +1,261 @@
+//! Zero heap allocations per packet on every hot path, proven with a
+//! counting global allocator.
+//!
+//! Each check warms its path up (so that one-time set-up does not count),
+//! then counts the allocations this thread makes over many packets and
+//! requires none. The counter is per thread, so the test harness's other
+//! threads cannot disturb it.
+//!
+//! Where a path does allocate, it is by design and is pinned down here too:
+//! - a transfer-pages packet with more than 4 ranges, or a GPA-direct packet
+//!   whose range list is longer than 8 words, spills the reader's parsed copy
+//!   (`SmallVec` inline storage) to the heap: one allocation a packet;
+//! - the owned-packet API (`QueueReader::try_read`, `read`, `read_blocking`)
+//!   returns the payload in a `Vec`: one allocation a packet.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use vmbus_benches::{drain, PacketHeaders, PACKET_TYPES};
+use vmbus_channel::{
+    connected_pair, ChannelFds, MemfdChannel, PacketWithPayload, Queue, QueueReader, QueueWriter, Signal,
+};
+use vmbus_ring::{
+    FlatRingMem, GpaRangeBuf, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout, OutgoingPacket, OutgoingRing,
+    PagedRingMem, RingMem, TransferPageRange,
+};
+
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator; the
+// counting touches only a thread-local `Cell` with a const initialiser,
+// which never allocates.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+fn count() {
+    // `try_with`: a thread being torn down has no counter left, and needs none.
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+    if COUNTING.with(Cell::get) && !IN_TRACE.with(Cell::get) {
+        IN_TRACE.with(|t| t.set(true));
+        if std::env::var_os("TRACE_ALLOC").is_some() {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+        IN_TRACE.with(|t| t.set(false));
+    }
+}
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static IN_TRACE: Cell<bool> = const { Cell::new(false) };
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Runs `step` a few times to warm up, then `ROUNDS` times counting; returns
+/// the allocations this thread made while counting.
+fn allocations_in(mut step: impl FnMut()) -> u64 {
+    for _ in 0..8 {
+        step();
+    }
+    let before = ALLOCATIONS.with(Cell::get);
+    COUNTING.with(|c| c.set(true));
+    for _ in 0..ROUNDS {
+        step();
+    }
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+const ROUNDS: u64 = 1000;
+const PAYLOADS: [usize; 4] = [0, 61, 1500, 16384];
+
+/// Write, commit, read, copy out, commit: for `batch` packets of `packet`.
+fn round_trips<M: RingMem>(
+    writer: &mut OutgoingRing<M>,
+    reader: &mut IncomingRing<M>,
+    packet: &OutgoingPacket<'_>,
+    payload: &[u8],
+    out: &mut [u8],
+    batch: usize,
+) {
+    let mut writes = writer.write_batch();
+    for _ in 0..batch {
+        writes.write(packet, &[payload]).unwrap();
+    }
+    let _ = writes.commit();
+    assert_eq!(drain(reader, out, batch), batch);
+}
+
+fn check_ring<M: RingMem + Clone>(name: &str, mem: M) {
+    let headers = PacketHeaders::new();
+    let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+    let mut reader = IncomingRing::new(mem).unwrap();
+    let mut out = vec![0; 65536];
+    for kind in PACKET_TYPES {
+        let packet = headers.packet(kind);
+        for payload_len in PAYLOADS {
+            let payload = vec![0x5a; payload_len];
+            for batch in [1, 32] {
+                if packet.size(payload_len) * (batch + 1) > writer.data_len() {
+                    continue;
+                }
+                let allocations =
+                    allocations_in(|| round_trips(&mut writer, &mut reader, &packet, &payload, &mut out, batch));
+                assert_eq!(allocations, 0, "{name}: {kind}, {payload_len}-byte payload, batches of {batch}");
+            }
+        }
+    }
+    // Reserving and filling a payload in place.
+    let allocations = allocations_in(|| {
+        let mut writes = writer.write_batch();
+        let range = writes.reserve(&OutgoingPacket::in_band(7), 100).unwrap();
+        writes.write_payload(range, 0, &[1; 60]).unwrap();
+        writes.write_payload(range, 60, &[2; 40]).unwrap();
+        let _ = writes.commit();
+        assert_eq!(drain(&mut reader, &mut out, 1), 1);
+    });
+    assert_eq!(allocations, 0, "{name}: reserve and write_payload");
+}
+
+const DATA_LEN: usize = 256 * 1024;
+
+#[test]
+fn ring_paths_do_not_allocate_on_flat_memory() {
+    check_ring("flat", FlatRingMem::new(DATA_LEN).unwrap());
+}
+
+#[test]
+fn ring_paths_do_not_allocate_on_paged_memory() {
+    check_ring("paged", PagedRingMem::new(&HeapRingPages::new(DATA_LEN / 4096)).unwrap());
+}
+
+#[test]
+fn ring_paths_do_not_allocate_on_mapped_memory() {
+    let (single, _fd) = MappedRingMem::create_memfd(DATA_LEN, MappingLayout::Single).unwrap();
+    check_ring("mapped", single);
+    let (double, _fd) = MappedRingMem::create_memfd(DATA_LEN, MappingLayout::Double).unwrap();
+    check_ring("double-mapped", double);
+}
+
+/// Headers past the readers' inline storage: the one allocation a packet
+/// that the parsed copy costs, and no more.
+#[test]
+fn long_range_lists_cost_one_allocation_a_packet() {
+    let mem = FlatRingMem::new(DATA_LEN).unwrap();
+    let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+    let mut reader = IncomingRing::new(mem).unwrap();
+    let mut out = vec![0; 4096];
+
+    let four = [TransferPageRange::new(100, 0); 4];
+    let five = [TransferPageRange::new(100, 0); 5];
+    let mut check = |packet: OutgoingPacket<'_>, expected: u64, what: &str| {
+        let allocations = allocations_in(|| round_trips(&mut writer, &mut reader, &packet, &[0; 64], &mut out, 1));
+        assert_eq!(allocations, expected * ROUNDS, "{what}");
+    };
+    check(OutgoingPacket::transfer_pages(1, 0, false, &four), 0, "4 transfer-page ranges: inline");
+    check(OutgoingPacket::transfer_pages(1, 0, false, &five), 1, "5 transfer-page ranges: spilled");
+
+    // A 28 KiB range spans 7 pages: 8 words with its header, inline. One
+    // page more is 9 words, spilled.
+    let mut seven_pages = GpaRangeBuf::new();
+    seven_pages.push_contiguous(0x1000, 7 * 4096).unwrap();
+    let mut eight_pages = GpaRangeBuf::new();
+    eight_pages.push_contiguous(0x1000, 8 * 4096).unwrap();
+    check(OutgoingPacket::gpa_direct(1, seven_pages.ranges()), 0, "GPA list of 8 words: inline");
+    check(OutgoingPacket::gpa_direct(1, eight_pages.ranges()), 1, "GPA list of 9 words: spilled");
+}
+
+/// A waker that does nothing when woken.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(self: Arc<Self>) {}
+}
+
+/// The queue's batch paths, both halves driven from this thread.
+fn check_queue<M: RingMem, S: Signal>(name: &str, writer: &mut QueueWriter<M, S>, reader: &mut QueueReader<M, S>) {
+    let mut out = vec![0; 65536];
+    // A waker like an executor's: an `Arc`, so that a clone of it is
+    // recognised as the same waker (clones of `Waker::noop()` are not).
+    let waker = Waker::from(Arc::new(NoWake));
+    let mut cx = Context::from_waker(&waker);
+    for payload_len in PAYLOADS {
+        let payload = vec![0x5a; payload_len];
+        let pieces = [&payload[..]];
+        for batch in [1, 32] {
+            if OutgoingPacket::in_band(3).size(payload_len) * (batch + 1) > DATA_LEN {
+                continue;
+            }
+            let packets: Vec<PacketWithPayload<'_>> = vec![(OutgoingPacket::in_band(3), &pieces[..]); batch];
+            let mut copy = |_: &_, payload: &vmbus_channel::Payload<'_, M>| {
+                let len = payload.len();
+                payload.read_at(0, &mut out[..len]).unwrap();
+            };
+            let allocations = allocations_in(|| {
+                // The reader first finds the ring empty and waits (its waker
+                // registered, the interrupt mask cleared), so that the writer's
+                // commit signals it: the sleeping path, end to end.
+                assert!(reader.poll_read_batch(&mut cx, batch, &mut copy).is_pending());
+                let mut written = 0;
+                assert!(writer.poll_write_batch(&mut cx, &packets, &mut written).is_ready());
+                match reader.poll_read_batch(&mut cx, batch, &mut copy) {
+                    Poll::Ready(Ok(read)) => assert_eq!(read, batch),
+                    other => panic!("{name}: read {other:?}"),
+                }
+                // And the polling path.
+                writer.try_write(&OutgoingPacket::in_band(4), &pieces).unwrap();
+                assert_eq!(reader.try_read_batch(1, &mut copy).unwrap(), 1);
+            });
+            assert_eq!(allocations, 0, "{name}: {payload_len}-byte payload, batches of {batch}");
+        }
+    }
+    // The owned-packet API allocates the payload it returns, once a packet.
+    let allocations = allocations_in(|| {
+        writer.try_write(&OutgoingPacket::in_band(5), &[&[1; 100]]).unwrap();
+        assert!(reader.try_read().unwrap().is_some());
+    });
+    assert_eq!(allocations, ROUNDS, "{name}: try_read returns an owned payload");
+}
+
+#[test]
+fn queue_paths_do_not_allocate_in_process() {
+    let (a, b) = connected_pair(DATA_LEN).unwrap();
+    let (_a_reader, mut writer) = Queue::new(a).split();
+    let (mut reader, _b_writer) = Queue::new(b).split();
+    check_queue("in-process", &mut writer, &mut reader);
+}
+
+#[test]
+fn queue_paths_do_not_allocate_over_eventfds() {
+    let (a, b) = ChannelFds::pair(DATA_LEN).unwrap();
+    let a = MemfdChannel::from_fds(a, MappingLayout::Double).unwrap();
+    let b = MemfdChannel::from_fds(b, MappingLayout::Double).unwrap();
+    let (_a_reader, mut writer) = Queue::new(a).split();
+    let (mut reader, _b_writer) = Queue::new(b).split();
+    check_queue("eventfd", &mut writer, &mut reader);
+}
