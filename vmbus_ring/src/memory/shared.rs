@@ -6,6 +6,17 @@
 //! buffers, so a racing peer can at worst make the private copy hold values
 //! it would not have chosen, which the callers validate before use.
 //!
+//! The bulk copies are plain (not atomic) copies, as in vm-memory and the
+//! kernel's ring code. A peer in another process or a VM is outside Rust's
+//! memory model, and its racing writes only produce arbitrary bytes. A peer
+//! that is a *thread of this process* writing the same bytes at the same
+//! moment would, by Rust's rules, be a data race: the ring protocol never
+//! lets an honest in-process peer do that (the indices hand each byte from
+//! one side to the other with release/acquire), and the loom models check
+//! it, but an in-process thread that scribbles on a ring on purpose (as the
+//! hostile-peer tests do) is outside what Rust guarantees. Per-word atomic
+//! copies would close that gap at a cost the data path cannot afford.
+//!
 //! Every `unsafe` block of the crate lives in this module.
 #![allow(unsafe_code)]
 
@@ -166,10 +177,12 @@ impl SharedRegion {
         // SAFETY: the span is inside the region (checked above), valid for
         // reads for as long as `self` lives. `buf` is private memory: it cannot
         // overlap the region, because no Rust reference to the region may
-        // exist (constructor contract). The peer may write the span while it
-        // is copied; that can only leave arbitrary bytes in `buf`, which every
-        // caller validates before use, and no reference to the shared bytes
-        // is ever formed.
+        // exist (constructor contract). A peer in another process or VM may
+        // write the span while it is copied; that can only leave arbitrary
+        // bytes in `buf`, which every caller validates before use, and no
+        // reference to the shared bytes is ever formed. (An in-process peer
+        // thread doing the same is a data race by Rust's rules: see the
+        // module documentation.)
         unsafe { copy_bytes(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
     }
 
