@@ -17,7 +17,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use vmbus_benches::{drain, PacketHeaders, PACKET_TYPES};
+use vmbus_benches::{drain, ring_round_trip, PacketHeaders, PACKET_TYPES};
 use vmbus_channel::{
     connected_pair, ChannelFds, MemfdChannel, PacketWithPayload, Queue, QueueReader, QueueWriter, Signal,
 };
@@ -94,23 +94,6 @@ fn allocations_in(mut step: impl FnMut()) -> u64 {
 const ROUNDS: u64 = 1000;
 const PAYLOADS: [usize; 4] = [0, 61, 1500, 16384];
 
-/// Write, commit, read, copy out, commit: for `batch` packets of `packet`.
-fn round_trips<M: RingMem>(
-    writer: &mut OutgoingRing<M>,
-    reader: &mut IncomingRing<M>,
-    packet: &OutgoingPacket<'_>,
-    payload: &[u8],
-    out: &mut [u8],
-    batch: usize,
-) {
-    let mut writes = writer.write_batch();
-    for _ in 0..batch {
-        writes.write(packet, &[payload]).unwrap();
-    }
-    let _ = writes.commit();
-    assert_eq!(drain(reader, out, batch), batch);
-}
-
 fn check_ring<M: RingMem + Clone>(name: &str, mem: M) {
     let headers = PacketHeaders::new();
     let mut writer = OutgoingRing::new(mem.clone()).unwrap();
@@ -124,8 +107,9 @@ fn check_ring<M: RingMem + Clone>(name: &str, mem: M) {
                 if packet.size(payload_len) * (batch + 1) > writer.data_len() {
                     continue;
                 }
-                let allocations =
-                    allocations_in(|| round_trips(&mut writer, &mut reader, &packet, &payload, &mut out, batch));
+                let allocations = allocations_in(|| {
+                    ring_round_trip(&mut writer, &mut reader, &packet, &payload, &mut out, batch);
+                });
                 assert_eq!(allocations, 0, "{name}: {kind}, {payload_len}-byte payload, batches of {batch}");
             }
         }
@@ -174,7 +158,9 @@ fn long_range_lists_cost_one_allocation_a_packet() {
     let four = [TransferPageRange::new(100, 0); 4];
     let five = [TransferPageRange::new(100, 0); 5];
     let mut check = |packet: OutgoingPacket<'_>, expected: u64, what: &str| {
-        let allocations = allocations_in(|| round_trips(&mut writer, &mut reader, &packet, &[0; 64], &mut out, 1));
+        let allocations = allocations_in(|| {
+            ring_round_trip(&mut writer, &mut reader, &packet, &[0; 64], &mut out, 1);
+        });
         assert_eq!(allocations, expected * ROUNDS, "{what}");
     };
     check(OutgoingPacket::transfer_pages(1, 0, false, &four), 0, "4 transfer-page ranges: inline");

@@ -12,6 +12,7 @@ use crate::incoming::IncomingRing;
 use crate::index;
 use crate::memory::{ControlPage, ControlWord, RingMem};
 use crate::packet::PacketKind;
+use crate::state::OrCorrupt;
 use crate::wire::{
     packet_type, PacketDescriptor, PacketFooter, FLAG_COMPLETION_REQUESTED, PACKET_ALIGNMENT, PAGE_SIZE,
 };
@@ -402,18 +403,6 @@ impl fmt::Display for PacketRecord {
     }
 }
 
-/// A byte count, or `?` when an index is corrupt.
-struct Bytes(Option<u32>);
-
-impl fmt::Display for Bytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(bytes) => write!(f, "{bytes}"),
-            None => f.write_str("?"),
-        }
-    }
-}
-
 impl fmt::Display for RingDump {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = &self.state;
@@ -423,8 +412,8 @@ impl fmt::Display for RingDump {
         writeln!(f, "interrupt mask: {:#x}", state.interrupt_mask)?;
         writeln!(f, "pending send size: {}", state.pending_send_size)?;
         writeln!(f, "feature bits: {:#x}", state.feature_bits)?;
-        writeln!(f, "bytes used: {}", Bytes(state.bytes_used))?;
-        writeln!(f, "bytes free: {}", Bytes(state.bytes_free))?;
+        writeln!(f, "bytes used: {}", OrCorrupt(state.bytes_used))?;
+        writeln!(f, "bytes free: {}", OrCorrupt(state.bytes_free))?;
         for packet in &self.packets {
             writeln!(f, "{packet}")?;
         }

@@ -61,7 +61,8 @@ impl RingState {
     }
 }
 
-struct OrCorrupt(Option<u32>);
+/// A byte count, or `?` when an index is corrupt.
+pub(crate) struct OrCorrupt(pub(crate) Option<u32>);
 
 impl fmt::Display for OrCorrupt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
