@@ -305,27 +305,20 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    /// Pins the calling thread to the `which`-th (0 or 1) of the CPUs the
-    /// process could run on when this was first called. (Not the calling
-    /// thread's own: a thread spawned by a pinned thread inherits its single
-    /// CPU, and must still be told apart from it.)
+    /// Pins the calling thread to the `which`-th (0 or 1) of the CPUs it may
+    /// run on.
     pub fn to(which: usize) -> Self {
         #[cfg(target_os = "linux")]
         {
             use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
-            use std::sync::OnceLock;
-            static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
-            let cpus = CPUS.get_or_init(|| match sched_getaffinity(None) {
-                Ok(allowed) => (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect(),
-                Err(_) => Vec::new(),
-            });
-            let Ok(previous) = sched_getaffinity(None) else { return Self { previous: None } };
+            let Ok(allowed) = sched_getaffinity(None) else { return Self { previous: None } };
+            let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect();
             if cpus.len() < 2 {
                 return Self { previous: None };
             }
             let mut one = CpuSet::new();
             one.set(cpus[which % cpus.len()]);
-            let previous = sched_setaffinity(None, &one).ok().map(|()| previous);
+            let previous = sched_setaffinity(None, &one).ok().map(|()| allowed);
             Self { previous }
         }
         #[cfg(not(target_os = "linux"))]

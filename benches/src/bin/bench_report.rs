@@ -135,8 +135,7 @@ fn report(names: &[String], runs: &[Run]) -> String {
     let second = runs.get(1);
     let mut groups: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
     for id in first.keys() {
-        // Every figure but the bounds themselves (which appear beside theirs).
-        if !id.split('/').any(|part| part.starts_with("memcpy")) {
+        if bound_of(id).is_some() {
             groups.entry(id.split('/').next().unwrap_or("")).or_default().push(id);
         }
     }
