@@ -12,7 +12,7 @@
 //! `cargo bench -p vmbus_benches --bench two_threads [-- FILTER]`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 use vmbus_benches::{criterion, drain, spin, CopyBound, Pinned, BATCH, STREAM_PAYLOADS, STREAM_RINGS};
@@ -24,6 +24,10 @@ fn two_threads(c: &mut Criterion) {
     let mut group = c.benchmark_group("two_threads");
     group.measurement_time(Duration::from_millis(1500));
     let packet = OutgoingPacket::in_band(1);
+    // How far apart the two CPUs are in this run: the cross-thread figures
+    // follow it (see the README).
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("core_to_core/round_trip", |b| b.iter_custom(round_trip));
     for (ring, ring_len) in STREAM_RINGS {
         for payload in STREAM_PAYLOADS {
             group.throughput(Throughput::ElementsAndBytes { elements: 1, bytes: payload as u64 });
@@ -49,6 +53,33 @@ fn two_threads(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// Bounces a word between this thread and another, pinned to the two
+/// CPUs, `round_trips` times: the cost of one cache line's round trip
+/// between the cores, which bounds anything that waits for the other side.
+fn round_trip(round_trips: u64) -> Duration {
+    let ball = AtomicU64::new(0);
+    let _here = Pinned::to(0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let _there = Pinned::to(1);
+            for trip in 0..round_trips {
+                while ball.load(Ordering::Acquire) != 2 * trip + 1 {
+                    std::hint::spin_loop();
+                }
+                ball.store(2 * trip + 2, Ordering::Release);
+            }
+        });
+        let start = Instant::now();
+        for trip in 0..round_trips {
+            ball.store(2 * trip + 1, Ordering::Release);
+            while ball.load(Ordering::Acquire) != 2 * trip + 2 {
+                std::hint::spin_loop();
+            }
+        }
+        start.elapsed()
+    })
 }
 
 /// Streams `packets` packets from a producer thread to this thread and

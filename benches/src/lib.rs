@@ -305,20 +305,27 @@ pub struct Pinned {
 }
 
 impl Pinned {
-    /// Pins the calling thread to the `which`-th (0 or 1) of the CPUs it may
-    /// run on.
+    /// Pins the calling thread to the `which`-th (0 or 1) of the CPUs the
+    /// process could run on when this was first called. (Not the calling
+    /// thread's own: a thread spawned by a pinned thread inherits its single
+    /// CPU, and must still be pinned to the other one.)
     pub fn to(which: usize) -> Self {
         #[cfg(target_os = "linux")]
         {
             use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
-            let Ok(allowed) = sched_getaffinity(None) else { return Self { previous: None } };
-            let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect();
+            use std::sync::OnceLock;
+            static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+            let cpus = CPUS.get_or_init(|| match sched_getaffinity(None) {
+                Ok(allowed) => (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect(),
+                Err(_) => Vec::new(),
+            });
+            let Ok(previous) = sched_getaffinity(None) else { return Self { previous: None } };
             if cpus.len() < 2 {
                 return Self { previous: None };
             }
             let mut one = CpuSet::new();
             one.set(cpus[which % cpus.len()]);
-            let previous = sched_setaffinity(None, &one).ok().map(|()| allowed);
+            let previous = sched_setaffinity(None, &one).ok().map(|()| previous);
             Self { previous }
         }
         #[cfg(not(target_os = "linux"))]

@@ -135,16 +135,18 @@ fn report(names: &[String], runs: &[Run]) -> String {
     let second = runs.get(1);
     let mut groups: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
     for id in first.keys() {
-        if bound_of(id).is_some() {
+        // Every figure but the bounds themselves (which appear beside theirs).
+        if !id.split('/').any(|part| part.starts_with("memcpy")) {
             groups.entry(id.split('/').next().unwrap_or("")).or_default().push(id);
         }
     }
     for ids in groups.values_mut() {
         ids.sort_by_key(|id| natural_key(id));
     }
-    let mut spreads = Vec::new();
+    let mut all_spreads = Vec::new();
     for group in ["ring_memory", "one_thread", "two_threads", "queue"] {
         let Some(ids) = groups.get(group) else { continue };
+        let mut spreads = Vec::new();
         let _ = writeln!(out, "\n### {group}\n");
         let mut header =
             String::from("| benchmark | median | per second | payload GB/s | memcpy bound | bound GB/s | ratio |");
@@ -187,25 +189,36 @@ fn report(names: &[String], runs: &[Run]) -> String {
             }
             let _ = writeln!(out, "{row}");
         }
+        if let Some(summary) = spread_summary(&mut spreads) {
+            let _ = writeln!(out, "\n{group}: {summary}");
+        }
+        all_spreads.extend(spreads);
     }
-    if !spreads.is_empty() {
-        spreads.sort_by(f64::total_cmp);
-        let median = spreads[spreads.len() / 2];
-        let p90 = spreads[(spreads.len() * 9 / 10).min(spreads.len() - 1)];
-        let _ = writeln!(
-            out,
-            "\nThe two runs' medians differ by {:.0}% in the median over {} figures, by {:.0}% or less for 90% of them, and by {:.0}% at most.",
-            median * 100.0,
-            spreads.len(),
-            p90 * 100.0,
-            spreads[spreads.len() - 1] * 100.0
-        );
+    if let Some(summary) = spread_summary(&mut all_spreads) {
+        let _ = writeln!(out, "\nAll figures: {summary}");
     }
     for (name, run) in names.iter().zip(runs) {
         let _ = writeln!(out, "\n### Targets ({name})\n");
         out.push_str(&targets(run));
     }
     out
+}
+
+/// How far apart two runs' medians are, summarised: `None` without pairs.
+fn spread_summary(spreads: &mut [f64]) -> Option<String> {
+    if spreads.is_empty() {
+        return None;
+    }
+    spreads.sort_by(f64::total_cmp);
+    let median = spreads[spreads.len() / 2];
+    let p90 = spreads[(spreads.len() * 9 / 10).min(spreads.len() - 1)];
+    Some(format!(
+        "the two runs' medians differ by {:.0}% in the median over {} figures, by {:.0}% or less for 90% of them, and by {:.0}% at most.",
+        median * 100.0,
+        spreads.len(),
+        p90 * 100.0,
+        spreads[spreads.len() - 1] * 100.0
+    ))
 }
 
 /// The targets, each with the figure that decides it.
