@@ -7,7 +7,9 @@
 //! `-- one_thread/in_band/per_packet`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use vmbus_benches::{criterion, ring_len, ring_round_trip, CopyBound, PacketHeaders, BATCH, PACKET_TYPES, PAYLOADS};
+use vmbus_benches::{
+    criterion, ring_len, ring_round_trip, CopyBound, PacketHeaders, PageAligned, BATCH, PACKET_TYPES, PAYLOADS,
+};
 use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingRing};
 
 /// Commit modes: packets per commit.
@@ -38,8 +40,8 @@ fn one_thread(c: &mut Criterion) {
                 let mem = FlatRingMem::new(ring_len(packet.size(payload), batch)).unwrap();
                 let mut writer = OutgoingRing::new(mem.clone()).unwrap();
                 let mut reader = IncomingRing::new(mem).unwrap();
-                let source = vec![0xa5; payload];
-                let mut out = vec![0; payload + 8];
+                let source = PageAligned::filled(payload, 0xa5);
+                let mut out = PageAligned::new(payload + 8);
                 group.throughput(throughput(payload, batch));
                 group.bench_function(BenchmarkId::new(format!("{kind}/{commit}"), payload), |b| {
                     b.iter(|| ring_round_trip(&mut writer, &mut reader, &packet, &source, &mut out, batch))

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
-use vmbus_benches::{criterion, ring_len, spin, CopyBound, Pinned, BATCH, STREAM_RINGS};
+use vmbus_benches::{criterion, ring_len, spin, CopyBound, PageAligned, Pinned, BATCH, STREAM_RINGS};
 use vmbus_channel::{
     block_on, connected_pair, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, Queue, QueueReader,
     QueueWriter, RawChannel, Signal,
@@ -115,8 +115,8 @@ where
 {
     let (_a_reader, mut writer) = Queue::new(a).split();
     let (mut reader, _b_writer) = Queue::new(b).split();
-    let source = vec![0xa5; size];
-    let mut out = vec![0; size + 8];
+    let source = PageAligned::filled(size, 0xa5);
+    let mut out = PageAligned::new(size + 8);
     group.throughput(Throughput::ElementsAndBytes { elements: 1, bytes: size as u64 });
     for (api, mode, name) in VARIANTS {
         reader.set_busy_poll(mode.busy_poll());

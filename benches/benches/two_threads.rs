@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use vmbus_benches::{criterion, drain, spin, CopyBound, Pinned, BATCH, STREAM_PAYLOADS, STREAM_RINGS};
+use vmbus_benches::{criterion, drain, spin, CopyBound, PageAligned, Pinned, BATCH, STREAM_PAYLOADS, STREAM_RINGS};
 use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingMem, WriteError};
 
 const COMMITS: [(&str, usize); 2] = [("per_packet", 1), ("batch32", BATCH)];
@@ -41,8 +41,8 @@ fn two_threads(c: &mut Criterion) {
                 let mem = FlatRingMem::new(ring_len).unwrap();
                 let mut writer = OutgoingRing::new(mem.clone()).unwrap();
                 let mut reader = IncomingRing::new(mem).unwrap();
-                let source = vec![0xa5; payload];
-                let mut out = vec![0; payload + 8];
+                let source = PageAligned::filled(payload, 0xa5);
+                let mut out = PageAligned::new(payload + 8);
                 group.throughput(Throughput::ElementsAndBytes { elements: 1, bytes: payload as u64 });
                 group.bench_function(BenchmarkId::new(format!("{ring}/{commit}"), payload), |b| {
                     b.iter_custom(|packets| {
