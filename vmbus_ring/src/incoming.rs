@@ -186,12 +186,17 @@ impl<M: RingMem> IncomingRing<M> {
             return Err(corrupt(Field::Flags, flags.into()));
         }
         let data_offset = u32::from(data_offset8) * PACKET_ALIGNMENT as u32;
+        // `at` and `size` are below `data_len` (`at` is a valid index, and
+        // `size` fits `available`), so a packet that does not wrap, as almost
+        // none does, has its parts located by plain additions.
+        let wraps = size > self.data_len - at;
+        let offset_of = |offset| if wraps { index::advance(self.data_len, at, offset) } else { at + offset };
         let payload = PayloadRange {
-            offset: index::advance(self.data_len, at, data_offset),
+            offset: offset_of(data_offset),
             len: (u32::from(length8) - u32::from(data_offset8)) * PACKET_ALIGNMENT as u32,
         };
         let transaction_id = descriptor.transaction_id.get();
-        let header_at = index::advance(self.data_len, at, DESCRIPTOR_LEN);
+        let header_at = offset_of(DESCRIPTOR_LEN);
         let header_room = data_offset - DESCRIPTOR_LEN;
         let kind = match descriptor.packet_type.get() {
             packet_type::DATA_IN_BAND => PacketKind::InBand,

@@ -269,45 +269,20 @@ impl<M: RingMem> WriteBatch<'_, M> {
             flags: if packet.completion_requested { FLAG_COMPLETION_REQUESTED } else { 0 }.into(),
             transaction_id: packet.transaction_id.into(),
         };
-        let mem = &self.ring.mem;
         let data_len = self.ring.data_len;
-        let at = |offset: usize| index::advance(data_len, start, offset as u32) as usize;
-        // Fixed-size parts go in as whole words taken from registers (see
-        // `word`); each `write_data` handles a wrap at its own offset.
-        let [head, transaction_id]: [u64; 2] = zerocopy::transmute!(descriptor);
-        mem.write_data(start as usize, &word(head));
-        mem.write_data(at(PACKET_ALIGNMENT), &word(transaction_id));
-        match packet.kind {
-            OutgoingKind::InBand | OutgoingKind::Completion => {}
-            OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
-                let header = TransferPageHeader {
-                    set_id: set_id.into(),
-                    sender_owns_set: sender_owns_set.into(),
-                    reserved: 0,
-                    range_count: (ranges.len() as u32).into(),
-                };
-                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
-                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.as_bytes());
-            }
-            OutgoingKind::GpaDirect(ranges) => {
-                let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
-                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
-                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.words().as_bytes());
-            }
-        }
-        // The padding, as a whole word: when the payload does not end on a
-        // word, its last word is zeroed here, and the payload, copied over
-        // the word's head afterwards, leaves the padding zero. That word
-        // belongs to the payload (which is not empty if it needs padding), so
-        // no descriptor or header byte is touched.
-        if payload_len % PACKET_ALIGNMENT != 0 {
-            mem.write_data(at(length - PACKET_ALIGNMENT), &[0; PACKET_ALIGNMENT]);
-        }
-        let footer = PacketFooter { reserved: 0.into(), start_offset: start.into() };
-        mem.write_data(at(length), &word(zerocopy::transmute!(footer)));
-        self.cursor = at(needed) as u32;
+        let frame = Frame { descriptor, kind: &packet.kind, start, payload_len, data_offset, length };
+        // `start` is below `data_len`, and `needed` fits the ring: a packet
+        // that ends before the end of the data area, as almost all do, has
+        // its parts located by plain additions; one that wraps goes through
+        // the wrapping arithmetic, in a copy of the code of its own.
+        let payload_at = if needed < (data_len - start) as usize {
+            frame.write(&self.ring.mem, |offset| start as usize + offset)
+        } else {
+            frame.write(&self.ring.mem, |offset| index::advance(data_len, start, offset as u32) as usize)
+        };
+        self.cursor = index::advance(data_len, start, needed as u32);
         self.packets += 1;
-        Ok(PayloadRange { offset: at(data_offset) as u32, len: payload_len as u32 })
+        Ok(PayloadRange { offset: payload_at as u32, len: payload_len as u32 })
     }
 
     /// Copies `bytes` into a payload reserved in this batch, at `offset`
@@ -368,6 +343,61 @@ impl<M: RingMem> WriteBatch<'_, M> {
 
     /// Discards the batch; the reader never sees it.
     pub fn revert(self) {}
+}
+
+/// The parts of a packet that [`WriteBatch::reserve`] writes: everything
+/// but the payload.
+struct Frame<'k, 'a> {
+    descriptor: PacketDescriptor,
+    kind: &'k OutgoingKind<'a>,
+    start: u32,
+    payload_len: usize,
+    data_offset: usize,
+    /// Bytes before the footer.
+    length: usize,
+}
+
+impl Frame<'_, '_> {
+    /// Writes the descriptor, type header, padding and footer, placing each
+    /// part with `at` (an offset within the packet to a data-area offset),
+    /// and returns the data-area offset of the payload.
+    #[inline(always)]
+    fn write(&self, mem: &impl RingMem, at: impl Fn(usize) -> usize) -> usize {
+        // Fixed-size parts go in as whole words taken from registers (see
+        // `word`); each `write_data` handles a wrap at its own offset.
+        let [head, transaction_id]: [u64; 2] = zerocopy::transmute!(self.descriptor);
+        mem.write_data(self.start as usize, &word(head));
+        mem.write_data(at(PACKET_ALIGNMENT), &word(transaction_id));
+        match *self.kind {
+            OutgoingKind::InBand | OutgoingKind::Completion => {}
+            OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
+                let header = TransferPageHeader {
+                    set_id: set_id.into(),
+                    sender_owns_set: sender_owns_set.into(),
+                    reserved: 0,
+                    range_count: (ranges.len() as u32).into(),
+                };
+                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.as_bytes());
+            }
+            OutgoingKind::GpaDirect(ranges) => {
+                let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
+                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.words().as_bytes());
+            }
+        }
+        // The padding, as a whole word: when the payload does not end on a
+        // word, its last word is zeroed here, and the payload, copied over
+        // the word's head afterwards, leaves the padding zero. That word
+        // belongs to the payload (which is not empty if it needs padding), so
+        // no descriptor or header byte is touched.
+        if self.payload_len % PACKET_ALIGNMENT != 0 {
+            mem.write_data(at(self.length - PACKET_ALIGNMENT), &[0; PACKET_ALIGNMENT]);
+        }
+        let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };
+        mem.write_data(at(self.length), &word(zerocopy::transmute!(footer)));
+        at(self.data_offset)
+    }
 }
 
 /// The bytes of an 8-byte wire structure (transmuted to a `u64`), to copy

@@ -251,11 +251,12 @@ impl SharedRegion {
     }
 }
 
-/// Copies `len` bytes from `src` to `dst`, which do not overlap: 16 to 64
-/// bytes inline as two or four 16-byte moves, anything else through
+/// Copies `len` bytes from `src` to `dst`, which do not overlap: up to 64
+/// bytes inline (two or four 16-byte moves from 16 bytes on, two 8- or
+/// 4-byte moves below, single bytes below 4), anything else through
 /// `copy_nonoverlapping` (a `memcpy` call unless `len` is a constant). Small
-/// payloads (requests, completions) are the common case, and for them the
-/// call and `memcpy`'s dispatch on the length cost more than the copy.
+/// payloads (requests, completions, empty ones) are the common case, and for
+/// them the call and `memcpy`'s dispatch on the length cost more than the copy.
 ///
 /// The moves overlap when `len` is not a multiple of 16, so some bytes are
 /// read twice; each byte of `dst` is still written from one read of it, so
@@ -290,9 +291,42 @@ unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
             dst.cast::<Chunk>().write_unaligned(head);
             dst.add(last).cast::<Chunk>().write_unaligned(tail);
         }
+    } else if len < CHUNK {
+        // SAFETY: as above, for the span `0..len` with `len < 16`: each
+        // helper stays within it.
+        unsafe { copy_below_16(src, dst, len) }
     } else {
         // SAFETY: the caller's contract is `copy_nonoverlapping`'s.
         unsafe { core::ptr::copy_nonoverlapping(src, dst, len) }
+    }
+}
+
+/// [`copy_bytes`] for `len < 16`: two overlapping 8- or 4-byte moves, or
+/// up to three single bytes.
+///
+/// # Safety
+///
+/// As for [`copy_bytes`], with `len < 16`.
+#[inline(always)]
+unsafe fn copy_below_16(src: *const u8, dst: *mut u8, len: usize) {
+    // SAFETY: each access lies within `0..len`, which the caller
+    // guarantees valid and disjoint; unaligned accesses need no alignment.
+    unsafe {
+        if len >= 8 {
+            let head = src.cast::<u64>().read_unaligned();
+            let tail = src.add(len - 8).cast::<u64>().read_unaligned();
+            dst.cast::<u64>().write_unaligned(head);
+            dst.add(len - 8).cast::<u64>().write_unaligned(tail);
+        } else if len >= 4 {
+            let head = src.cast::<u32>().read_unaligned();
+            let tail = src.add(len - 4).cast::<u32>().read_unaligned();
+            dst.cast::<u32>().write_unaligned(head);
+            dst.add(len - 4).cast::<u32>().write_unaligned(tail);
+        } else {
+            for i in 0..len {
+                dst.add(i).write(src.add(i).read());
+            }
+        }
     }
 }
 
