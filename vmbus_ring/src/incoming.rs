@@ -168,10 +168,9 @@ impl<M: RingMem> IncomingRing<M> {
         // two 8-byte stores still in flight cannot be forwarded from them,
         // and a reader right behind its writer (a packet read as soon as it
         // is committed) would stall on it.
-        let mut words = [[0; PACKET_ALIGNMENT]; 2];
-        self.read_into(at, &mut words[0]);
-        self.read_into(index::advance(self.data_len, at, PACKET_ALIGNMENT as u32), &mut words[1]);
-        let descriptor: PacketDescriptor = zerocopy::transmute!(words);
+        let head = self.mem.read_data_word(at as usize);
+        let second = self.mem.read_data_word(index::advance(self.data_len, at, PACKET_ALIGNMENT as u32) as usize);
+        let descriptor: PacketDescriptor = zerocopy::transmute!([head.to_le_bytes(), second.to_le_bytes()]);
         let data_offset8 = descriptor.data_offset8.get();
         let length8 = descriptor.length8.get();
         let size = u32::from(length8) * PACKET_ALIGNMENT as u32 + size_of::<PacketFooter>() as u32;

@@ -364,10 +364,10 @@ impl Frame<'_, '_> {
     #[inline(always)]
     fn write(&self, mem: &impl RingMem, at: impl Fn(usize) -> usize) -> usize {
         // Fixed-size parts go in as whole words taken from registers (see
-        // `word`); each `write_data` handles a wrap at its own offset.
-        let [head, transaction_id]: [u64; 2] = zerocopy::transmute!(self.descriptor);
-        mem.write_data(self.start as usize, &word(head));
-        mem.write_data(at(PACKET_ALIGNMENT), &word(transaction_id));
+        // `word`), each at an 8-aligned offset, where no word wraps.
+        let [head, transaction_id]: [[u8; PACKET_ALIGNMENT]; 2] = zerocopy::transmute!(self.descriptor);
+        mem.write_data_word(self.start as usize, word(head));
+        mem.write_data_word(at(PACKET_ALIGNMENT), word(transaction_id));
         match *self.kind {
             OutgoingKind::InBand | OutgoingKind::Completion => {}
             OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
@@ -377,12 +377,12 @@ impl Frame<'_, '_> {
                     reserved: 0,
                     range_count: (ranges.len() as u32).into(),
                 };
-                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data_word(at(DESCRIPTOR_LEN), word(zerocopy::transmute!(header)));
                 mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.as_bytes());
             }
             OutgoingKind::GpaDirect(ranges) => {
                 let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
-                mem.write_data(at(DESCRIPTOR_LEN), &word(zerocopy::transmute!(header)));
+                mem.write_data_word(at(DESCRIPTOR_LEN), word(zerocopy::transmute!(header)));
                 mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.words().as_bytes());
             }
         }
@@ -392,22 +392,23 @@ impl Frame<'_, '_> {
         // belongs to the payload (which is not empty if it needs padding), so
         // no descriptor or header byte is touched.
         if self.payload_len % PACKET_ALIGNMENT != 0 {
-            mem.write_data(at(self.length - PACKET_ALIGNMENT), &[0; PACKET_ALIGNMENT]);
+            mem.write_data_word(at(self.length - PACKET_ALIGNMENT), 0);
         }
         let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };
-        mem.write_data(at(self.length), &word(zerocopy::transmute!(footer)));
+        mem.write_data_word(at(self.length), word(zerocopy::transmute!(footer)));
         at(self.data_offset)
     }
 }
 
-/// The bytes of an 8-byte wire structure (transmuted to a `u64`), to copy
-/// into the ring. Going through the integer keeps the value in a register:
-/// copied straight from the structure, its bytes would be stored field by
-/// field on the stack and loaded back as one word, a load the CPU cannot
-/// forward from the narrower stores (a stall of a dozen cycles or more).
+/// An 8-byte wire structure's bytes (transmuted to an array) as the
+/// little-endian word [`RingMem::write_data_word`] stores. Going through the
+/// integer keeps the value in a register: copied straight from the
+/// structure, its bytes would be stored field by field on the stack and
+/// loaded back as one word, a load the CPU cannot forward from the narrower
+/// stores (a stall of a dozen cycles or more).
 #[inline]
-fn word(value: u64) -> [u8; PACKET_ALIGNMENT] {
-    value.to_ne_bytes()
+fn word(bytes: [u8; PACKET_ALIGNMENT]) -> u64 {
+    u64::from_le_bytes(bytes)
 }
 
 #[inline]

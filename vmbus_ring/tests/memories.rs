@@ -355,6 +355,25 @@ fn short_copies_copy_exactly_their_bytes() {
     }
 }
 
+/// Descriptor, header and footer words go through the word accessors; they
+/// must store the same little-endian bytes a byte copy would, at every word
+/// of the data area, the last one included, and read back what was stored.
+#[test]
+fn data_words_are_little_endian_bytes_in_every_memory_kind() {
+    let data_len = 2 * PAGE;
+    for (name, mem) in AnyMem::all(data_len) {
+        for offset in (0..data_len).step_by(8) {
+            let value = 0x0102_0304_0506_0708_u64.wrapping_mul(offset as u64 + 1);
+            mem.write_data_word(offset, value);
+            let mut bytes = [0; 8];
+            mem.read_data(offset, &mut bytes);
+            assert_eq!(bytes, value.to_le_bytes(), "{name}: word at {offset} as bytes");
+            mem.write_data(offset, &(!value).to_le_bytes());
+            assert_eq!(mem.read_data_word(offset), !value, "{name}: bytes at {offset} as a word");
+        }
+    }
+}
+
 #[test]
 fn control_page_copies_agree_across_kinds() {
     let mems = AnyMem::all(PAGE);
@@ -384,12 +403,20 @@ fn out_of_bounds_data_copies_panic_and_write_nothing() {
     for (name, mem) in AnyMem::all(data_len) {
         mem.write_data(0, &vec![0x5a; data_len]);
         let before = ring_image(&mem);
-        let attempts: [OutOfBounds; 5] = [
+        let attempts: [OutOfBounds; 9] = [
             ("read at the end", |mem, len| mem.read_data(len, &mut [0; 1])),
             ("read longer than the area", |mem, len| mem.read_data(0, &mut vec![0; len + 1])),
             ("write at the end", |mem, len| mem.write_data(len, &[1])),
             ("write wrapping twice", |mem, len| mem.write_data(8, &vec![1; len + 1])),
             ("zero longer than the area", |mem, len| mem.zero_data(len - 1, len + 1)),
+            ("word read at the end", |mem, len| {
+                let _ = mem.read_data_word(len);
+            }),
+            ("word read off 8-byte alignment", |mem, _| {
+                let _ = mem.read_data_word(4);
+            }),
+            ("word write at the end", |mem, len| mem.write_data_word(len, 1)),
+            ("word write off 8-byte alignment", |mem, len| mem.write_data_word(len - 12, 1)),
         ];
         for (what, attempt) in attempts {
             let result = catch_unwind(AssertUnwindSafe(|| attempt(&mem, data_len)));

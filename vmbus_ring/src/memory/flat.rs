@@ -60,6 +60,14 @@ impl RingMem for FlatRingMem {
         self.0.write_data_single(offset, buf)
     }
     #[inline]
+    fn read_data_word(&self, offset: usize) -> u64 {
+        self.0.read_data_word_single(offset)
+    }
+    #[inline]
+    fn write_data_word(&self, offset: usize, value: u64) {
+        self.0.write_data_word_single(offset, value)
+    }
+    #[inline]
     fn zero_data(&self, offset: usize, len: usize) {
         self.0.zero_data(offset, len)
     }

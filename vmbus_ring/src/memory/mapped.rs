@@ -1,6 +1,9 @@
 //! Ring memory over a raw mapping, such as a shared file mapped by two processes.
 
-use super::{check_control_span, check_data_len, split_at_wrap, ControlPage, ControlWord, RingMem, SharedRegion};
+use super::{
+    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlWord, RingMem,
+    SharedRegion,
+};
 use crate::wire::PAGE_SIZE;
 use crate::OpenError;
 use core::sync::atomic::Ordering;
@@ -101,6 +104,27 @@ impl MappedRingMem {
         debug_assert_eq!(self.layout, MappingLayout::Single);
         if !self.data.try_write(offset, buf) {
             self.write_wrapped(offset, buf);
+        }
+    }
+
+    /// [`RingMem::read_data_word`] for a memory known to be mapped once,
+    /// where the data region ends where the data area does, so the region's
+    /// own check is the contract's.
+    #[inline]
+    pub(super) fn read_data_word_single(&self, offset: usize) -> u64 {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        match self.data.try_load_u64(offset) {
+            Some(value) => value,
+            None => word_outside_data_area(self.data_len, offset),
+        }
+    }
+
+    /// [`RingMem::write_data_word`] for a memory known to be mapped once.
+    #[inline]
+    pub(super) fn write_data_word_single(&self, offset: usize, value: u64) {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        if !self.data.try_store_u64(offset, value) {
+            word_outside_data_area(self.data_len, offset);
         }
     }
 
@@ -235,6 +259,20 @@ impl RingMem for MappedRingMem {
     fn write_data(&self, offset: usize, buf: &[u8]) {
         if !self.write_span(offset, buf) {
             self.write_wrapped(offset, buf);
+        }
+    }
+    #[inline]
+    fn read_data_word(&self, offset: usize) -> u64 {
+        match self.data.try_load_u64(offset) {
+            // A double mapping's region is twice the data area: keep the contract.
+            Some(value) if offset < self.data_len => value,
+            _ => word_outside_data_area(self.data_len, offset),
+        }
+    }
+    #[inline]
+    fn write_data_word(&self, offset: usize, value: u64) {
+        if offset >= self.data_len || !self.data.try_store_u64(offset, value) {
+            word_outside_data_area(self.data_len, offset);
         }
     }
     fn zero_data(&self, offset: usize, len: usize) {

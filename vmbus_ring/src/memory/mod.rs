@@ -100,6 +100,25 @@ pub trait RingMem: ControlPage {
 
     /// Zeroes `len` data-area bytes starting at `offset`, wrapping once.
     fn zero_data(&self, offset: usize, len: usize);
+
+    /// The little-endian 8-byte word at data-area offset `offset`, a
+    /// multiple of 8 below `data_len`: a descriptor, header or footer word.
+    /// Such a word never wraps (the data area is a multiple of 8 bytes long).
+    ///
+    /// The default reads it with [`read_data`](Self::read_data); the
+    /// memories of this crate read it with one 8-byte access and one check.
+    fn read_data_word(&self, offset: usize) -> u64 {
+        let mut bytes = [0; 8];
+        self.read_data(offset, &mut bytes);
+        u64::from_le_bytes(bytes)
+    }
+
+    /// Writes `value` little-endian to the 8-byte word at data-area offset
+    /// `offset`, a multiple of 8 below `data_len` (see
+    /// [`read_data_word`](Self::read_data_word)).
+    fn write_data_word(&self, offset: usize, value: u64) {
+        self.write_data(offset, &value.to_le_bytes())
+    }
 }
 
 /// Checks that `data_len` is a valid data-area size.
@@ -130,6 +149,14 @@ fn split_at_wrap(data_len: usize, offset: usize, len: usize) -> (usize, usize) {
     }
     let first = len.min(data_len - offset);
     (first, len - first)
+}
+
+/// The panic of a data-area word access that breaks the [`RingMem`]
+/// contract (an offset not a multiple of 8, or not below `data_len`).
+#[cold]
+#[inline(never)]
+fn word_outside_data_area(data_len: usize, offset: usize) -> ! {
+    panic!("data-area word at {offset} is not an 8-aligned word of a data area of {data_len}")
 }
 
 /// The panic of a data-area copy that breaks the [`RingMem`] contract, out of

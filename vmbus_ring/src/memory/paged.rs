@@ -1,7 +1,10 @@
 //! Ring memory over separately allocated 4 KiB pages, as guest memory looks
 //! to a host: each page of the ring may sit anywhere in its address space.
 
-use super::{check_control_span, check_data_len, split_at_wrap, ControlPage, ControlWord, RingMem, SharedRegion};
+use super::{
+    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlWord, RingMem,
+    SharedRegion,
+};
 use crate::wire::PAGE_SIZE;
 use crate::OpenError;
 use alloc::sync::Arc;
@@ -155,6 +158,20 @@ impl RingMem for PagedRingMem {
         match self.page_at(offset) {
             Some((page, at)) if page.try_write(at, buf) => {}
             _ => self.write_pieces(offset, buf),
+        }
+    }
+    #[inline]
+    fn read_data_word(&self, offset: usize) -> u64 {
+        // An 8-aligned word never crosses a page.
+        match self.page_at(offset).and_then(|(page, at)| page.try_load_u64(at)) {
+            Some(value) => value,
+            None => word_outside_data_area(self.data_len(), offset),
+        }
+    }
+    #[inline]
+    fn write_data_word(&self, offset: usize, value: u64) {
+        if !self.page_at(offset).is_some_and(|(page, at)| page.try_store_u64(at, value)) {
+            word_outside_data_area(self.data_len(), offset);
         }
     }
     fn zero_data(&self, offset: usize, len: usize) {

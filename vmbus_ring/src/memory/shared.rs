@@ -231,6 +231,43 @@ impl SharedRegion {
         true
     }
 
+    /// The little-endian `u64` at `offset`, read with one 8-byte access;
+    /// `None` unless `offset` is a multiple of 8 and the word is inside the
+    /// region.
+    #[inline]
+    pub(crate) fn try_load_u64(&self, offset: usize) -> Option<u64> {
+        Some(u64::from_le(self.word_u64(offset)?.load(Ordering::Relaxed)))
+    }
+
+    /// Stores `value` little-endian in the `u64` at `offset` with one 8-byte
+    /// access; returns `false`, storing nothing, unless `offset` is a
+    /// multiple of 8 and the word is inside the region.
+    #[inline]
+    pub(crate) fn try_store_u64(&self, offset: usize, value: u64) -> bool {
+        match self.word_u64(offset) {
+            Some(word) => {
+                word.store(value.to_le(), Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn word_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        if offset % 8 != 0 || offset >= self.len || self.len - offset < 8 {
+            return None;
+        }
+        // SAFETY: the word is in bounds (checked above) and 8-aligned (the
+        // region start is 8-aligned by the constructors' contract and
+        // `offset` is a multiple of 8). As for `word`: an atomic permits the
+        // peer's concurrent writes, and the reference lives no longer than
+        // `&self`. Bulk copies may also touch these bytes (plain copies of
+        // the data area): mixing them with atomics is what any copy racing
+        // the peer already is, see the module documentation.
+        Some(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) })
+    }
+
     /// Sets `len` bytes starting at `offset` to zero.
     ///
     /// # Panics

@@ -73,6 +73,12 @@ impl RingMem for AnyMem {
     fn zero_data(&self, offset: usize, len: usize) {
         self.inner().zero_data(offset, len)
     }
+    fn read_data_word(&self, offset: usize) -> u64 {
+        self.inner().read_data_word(offset)
+    }
+    fn write_data_word(&self, offset: usize, value: u64) {
+        self.inner().write_data_word(offset, value)
+    }
 }
 
 /// Sets both indices of an empty ring to `offset`, as if `offset` bytes had
