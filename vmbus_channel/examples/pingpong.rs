@@ -15,7 +15,16 @@
 //! cargo run --release -p vmbus_channel --example pingpong
 //! cargo run --release -p vmbus_channel --example pingpong -- --seconds 0.5 --ring-pages 16 --dump ring.bin
 //! cargo run --release -p vmbus_channel --example pingpong -- --eventfd
+//! cargo run --release -p vmbus_channel --example pingpong -- --busy-poll 50
 //! ```
+//!
+//! By default a reader that finds its ring empty sleeps until the peer's
+//! signal wakes it, so every round trip pays for two signals (a write to the
+//! socket or eventfd and a thread wake-up each). `--busy-poll MICROS` has
+//! the readers of both processes poll the ring first, for up to that long,
+//! with the interrupt mask set so the writer sends no signal
+//! (`QueueReader::set_busy_poll`): far lower latency, for a CPU spinning on
+//! each side while it waits.
 //!
 //! If the guest dies, the host learns it from the channel closing (the
 //! signal's socket hangs up), reports it, and exits non-zero; every wait in
@@ -58,13 +67,18 @@ mod linux {
     type HostQueue = Queue<MappedRingMem, ProcessSignal>;
 
     const USAGE: &str = "\
-usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
+usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] [--dump PATH]
 
   --seconds N      time budget of each phase and payload size (default 1.0)
   --ring-pages N   data pages of each ring, 4096 bytes each (default 64)
   --eventfd        signal through eventfds shared by both processes, as for a
                    trusted peer (default: a socket pair, safe with an
                    untrusted one)
+  --busy-poll MICROS
+                   have the readers of both processes, on finding their ring
+                   empty, poll it for up to MICROS microseconds before
+                   sleeping on the peer's signal: lower latency for a
+                   spinning CPU (default 0: sleep at once)
   --dump PATH      at the end, have the guest send one packet of each type
                    and write the host's incoming ring image (control page +
                    data area) to PATH, for a ring dump decoder";
@@ -73,10 +87,12 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
     const ROUND_TRIP_SIZES: [usize; 5] = [64, 256, 1024, 4096, 16384];
     /// Payload sizes of the streaming phase.
     const STREAM_SIZES: [usize; 3] = [64, 1024, 16384];
+    /// Largest `--busy-poll`, in microseconds.
+    const MAX_BUSY_POLL_MICROS: u64 = 1_000_000;
     /// Longest any single wait in the host may take before the guest is
     /// declared unresponsive.
     const STALL_TIMEOUT: Duration = Duration::from_secs(10);
-    /// Round-trip latencies kept per run (4 MiB of `u32`s).
+    /// Round-trip latencies kept per run, in nanoseconds (4 MiB of `u32`s).
     const MAX_LATENCIES: usize = 1 << 20;
     /// Unmeasured round trips before the first run.
     const WARM_UP: Duration = Duration::from_millis(200);
@@ -96,12 +112,31 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         seconds: f64,
         ring_pages: usize,
         eventfd: bool,
+        /// How long a reader that finds its ring empty polls it before
+        /// sleeping; the host passes it on to the guest.
+        busy_poll: Duration,
         dump: Option<PathBuf>,
+    }
+
+    impl Options {
+        /// How the readers wait, for the report.
+        fn wait_mode(&self) -> String {
+            if self.busy_poll.is_zero() {
+                "readers sleep on the peer's signal (no --busy-poll)".into()
+            } else {
+                format!(
+                    "readers busy-poll an empty ring for up to {} µs before sleeping (--busy-poll {})",
+                    self.busy_poll.as_micros(),
+                    self.busy_poll.as_micros()
+                )
+            }
+        }
     }
 
     enum Mode {
         Host(Options),
-        Guest(PathBuf),
+        /// The guest: the socket to connect to, and its readers' busy-poll budget.
+        Guest(PathBuf, Duration),
         Help,
     }
 
@@ -111,7 +146,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
                 println!("{USAGE}");
                 ExitCode::SUCCESS
             }
-            Ok(Mode::Guest(socket)) => match run_guest(&socket) {
+            Ok(Mode::Guest(socket, busy_poll)) => match run_guest(&socket, busy_poll) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("pingpong guest: {error}");
@@ -127,7 +162,8 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
     }
 
     fn parse_args(mut args: impl Iterator<Item = OsString>) -> Result<Mode, String> {
-        let mut options = Options { seconds: 1.0, ring_pages: 64, eventfd: false, dump: None };
+        let mut options =
+            Options { seconds: 1.0, ring_pages: 64, eventfd: false, busy_poll: Duration::ZERO, dump: None };
         let mut guest = None;
         while let Some(arg) = args.next() {
             let arg = arg.into_string().map_err(|arg| format!("unexpected argument {arg:?}"))?;
@@ -153,11 +189,22 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
                         .filter(|pages| (1..=16384).contains(pages))
                         .ok_or_else(|| format!("--ring-pages wants a page count in 1..=16384, not {text:?}"))?;
                 }
+                "--busy-poll" => {
+                    let text = value()?;
+                    let micros = text
+                        .to_str()
+                        .and_then(|text| text.parse::<u64>().ok())
+                        .filter(|micros| *micros <= MAX_BUSY_POLL_MICROS)
+                        .ok_or_else(|| {
+                            format!("--busy-poll wants microseconds in 0..={MAX_BUSY_POLL_MICROS}, not {text:?}")
+                        })?;
+                    options.busy_poll = Duration::from_micros(micros);
+                }
                 _ => return Err(format!("unexpected argument {arg:?}")),
             }
         }
         Ok(match guest {
-            Some(socket) => Mode::Guest(socket),
+            Some(socket) => Mode::Guest(socket, options.busy_poll),
             None => Mode::Host(options),
         })
     }
@@ -165,7 +212,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
     // ---------------------------------------------------------------- guest
 
     /// The guest: connects, receives its end, and serves until the host closes.
-    fn run_guest(socket: &Path) -> Result<()> {
+    fn run_guest(socket: &Path, busy_poll: Duration) -> Result<()> {
         let stream = UnixStream::connect(socket)?;
         stream.set_read_timeout(Some(STALL_TIMEOUT))?;
         let fds = ChannelFds::receive(&stream)?;
@@ -173,6 +220,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         let channel = MemfdChannel::from_fds(fds, MappingLayout::Double)?;
         let mut scratch = vec![0; channel.incoming.data_len()];
         let (mut reader, mut writer) = Queue::new(channel).split();
+        reader.set_busy_poll(busy_poll);
 
         let mut stream_bytes = 0u64;
         let mut actions = Vec::new();
@@ -340,8 +388,15 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         let started = Instant::now();
         let setup = UnixListener::bind(&socket.0).and_then(|listener| {
             listener.set_nonblocking(true)?;
-            let child =
-                Command::new(std::env::current_exe()?).arg("--guest").arg(&socket.0).stdin(Stdio::null()).spawn()?;
+            // The ring size and the signal's kind travel with the fds; the
+            // busy-poll budget, a setting of the guest's reader, goes here.
+            let child = Command::new(std::env::current_exe()?)
+                .arg("--guest")
+                .arg(&socket.0)
+                .arg("--busy-poll")
+                .arg(options.busy_poll.as_micros().to_string())
+                .stdin(Stdio::null())
+                .spawn()?;
             Ok((listener, child))
         });
         let (listener, mut child) = match setup {
@@ -442,15 +497,18 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         let incoming_ring = channel.incoming.memory().clone();
         let max_packet = channel.outgoing.max_packet_size();
         let mut host = Host { queue: Queue::with_transactions(channel, 64), executor: Executor::new() };
+        host.queue.reader().set_busy_poll(options.busy_poll);
 
         println!(
-            "pingpong: host pid {}, guest pid {}; two rings of {} pages ({} KiB) in memfds, {} signals; {} s per run",
+            "pingpong: host pid {}, guest pid {}; two rings of {} pages ({} KiB) in memfds, {} signals; {} s per run;\n\
+             {}",
             std::process::id(),
             child.id(),
             options.ring_pages,
             data_len / 1024,
             if options.eventfd { "eventfd" } else { "socket" },
             options.seconds,
+            options.wait_mode(),
         );
         let budget = Duration::from_secs_f64(options.seconds);
         let mut rows = Vec::new();
@@ -470,7 +528,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
             }
             rows.push(host.stream(size, budget, data_len)?);
         }
-        print_table(&rows);
+        print_table(&rows, &options.wait_mode());
 
         if let Some(path) = &options.dump {
             host.dump(&incoming_ring, path, child)?;
@@ -484,6 +542,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         size: usize,
         ops: u64,
         elapsed: Duration,
+        /// Round-trip p50 and p99, in nanoseconds.
         latency: Option<(u32, u32)>,
         signals: u64,
         packets: u64,
@@ -520,12 +579,13 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
             while start.elapsed() < budget {
                 let sent = Instant::now();
                 let echo = self.request(&payload)?;
-                let micros = sent.elapsed().as_micros();
+                // Nanoseconds: a busy-polled round trip can take under a microsecond.
+                let nanos = sent.elapsed().as_nanos();
                 if echo.len() != size {
                     return Err(format!("echo of {size} bytes came back with {} bytes", echo.len()).into());
                 }
                 if latencies.len() < latencies.capacity() {
-                    latencies.push(u32::try_from(micros).unwrap_or(u32::MAX));
+                    latencies.push(u32::try_from(nanos).unwrap_or(u32::MAX));
                 }
                 ops += 1;
                 progress.update(ops);
@@ -689,7 +749,13 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         sorted[rank.min(sorted.len() - 1)]
     }
 
-    fn print_table(rows: &[Row]) {
+    /// Nanoseconds as microseconds, to a tenth.
+    fn micros(nanos: u32) -> String {
+        format!("{:.1}", f64::from(nanos) / 1000.0)
+    }
+
+    /// The final table; `wait_mode` says how the readers waited.
+    fn print_table(rows: &[Row], wait_mode: &str) {
         println!();
         println!(
             "{:<10} {:>6} {:>10} {:>11} {:>9} {:>8} {:>8} {:>11}",
@@ -698,7 +764,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         for row in rows {
             let seconds = row.elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
             let (p50, p99) = match row.latency {
-                Some((p50, p99)) => (p50.to_string(), p99.to_string()),
+                Some((p50, p99)) => (micros(p50), micros(p99)),
                 None => ("-".into(), "-".into()),
             };
             println!(
@@ -715,6 +781,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--dump PATH]
         }
         println!(
             "packets: round trips (request + completion) or streamed packets; MB/s: host-to-guest payload;\n\
+             p50/p99: round-trip latency, {wait_mode};\n\
              signals/pkt: signals sent by both sides per packet sent by both sides"
         );
     }

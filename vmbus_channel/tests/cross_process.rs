@@ -794,7 +794,14 @@ fn pingpong_rejects_bad_arguments() {
         );
         return;
     }
-    for args in [&["--bogus"][..], &["--seconds"], &["--seconds", "soon"], &["--ring-pages", "0"]] {
+    for args in [
+        &["--bogus"][..],
+        &["--seconds"],
+        &["--seconds", "soon"],
+        &["--ring-pages", "0"],
+        &["--busy-poll", "-1"],
+        &["--busy-poll", "2000000"],
+    ] {
         let mut child = Command::new(&pingpong)
             .args(args)
             .stdin(Stdio::null())
