@@ -167,9 +167,9 @@ pub enum WriteError {
     /// A GPA-direct packet must carry at least one range.
     #[error("a GPA-direct packet needs at least one range")]
     NoGpaRange,
-    /// A payload write runs past the reserved payload.
+    /// A payload write through a reserved range failed.
     #[error(transparent)]
-    OutOfRange(#[from] PayloadBoundsError),
+    Payload(#[from] PayloadError),
     /// The peer's read index is corrupt.
     #[error(transparent)]
     Corrupt(#[from] CorruptError),
@@ -197,14 +197,22 @@ pub enum GpaRangeError {
     TooLong,
 }
 
-/// An access to a payload that runs past its end.
+/// Why a payload read or write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
-#[error("{len} bytes at payload offset {offset} run past the payload's {payload_len} bytes")]
-pub struct PayloadBoundsError {
-    /// Offset within the payload.
-    pub offset: usize,
-    /// Bytes to access.
-    pub len: usize,
-    /// The payload's length.
-    pub payload_len: usize,
+pub enum PayloadError {
+    /// The access runs past the payload's end.
+    #[error("{len} bytes at payload offset {offset} run past the payload's {payload_len} bytes")]
+    OutOfBounds {
+        /// Offset within the payload.
+        offset: usize,
+        /// Bytes to access.
+        len: usize,
+        /// The payload's length.
+        payload_len: usize,
+    },
+    /// The range was not handed out by the batch it was used on: it comes
+    /// from an earlier batch (whose bytes may hold other packets by now),
+    /// from another ring, or from [`PayloadRange::new`](crate::PayloadRange::new).
+    #[error("the payload range was not handed out by this batch")]
+    NotFromThisBatch,
 }

@@ -1,6 +1,7 @@
 //! The reading endpoint of a ring.
 
-use crate::error::{PayloadBoundsError, UnsupportedPacket};
+use crate::batch_id::{BatchId, BatchIds};
+use crate::error::{PayloadError, UnsupportedPacket};
 use crate::gpa::GpaRangeBuf;
 use crate::memory::{check_data_len, ControlWord, RingMem};
 use crate::packet::{IncomingPacket, PacketKind, PayloadRange, TransferPages};
@@ -46,6 +47,7 @@ pub struct IncomingRing<M> {
     data_len: u32,
     read_index: u32,
     write_index: u32,
+    batch_ids: BatchIds,
 }
 
 impl<M: RingMem> IncomingRing<M> {
@@ -57,7 +59,7 @@ impl<M: RingMem> IncomingRing<M> {
         let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), data_len, Field::ReadIndex)?;
         let write_index =
             index::check(mem.load(ControlWord::WriteIndex, Ordering::Acquire), data_len, Field::WriteIndex)?;
-        Ok(Self { mem, data_len, read_index, write_index })
+        Ok(Self { mem, data_len, read_index, write_index, batch_ids: BatchIds::new() })
     }
 
     /// The ring memory.
@@ -79,7 +81,8 @@ impl<M: RingMem> IncomingRing<M> {
     #[inline]
     pub fn read_batch(&mut self) -> ReadBatch<'_, M> {
         let cursor = self.read_index;
-        ReadBatch { ring: self, cursor, packets: 0 }
+        let id = self.batch_ids.next();
+        ReadBatch { ring: self, cursor, packets: 0, id }
     }
 
     /// Sets or clears the interrupt mask. Set it while draining the ring
@@ -157,12 +160,18 @@ impl<M: RingMem> IncomingRing<M> {
         self.mem.read_data(at as usize, buf);
     }
 
-    /// Parses the packet at `at`, which has `available` readable bytes.
+    /// Parses the packet at `at`, which has `available` readable bytes, for
+    /// the batch `batch`.
     /// Returns the packet (or, if its framing is sound but its type is not
     /// one this crate parses, what is known of it) and its size, footer
     /// included.
     #[inline]
-    fn parse(&self, at: u32, available: u32) -> Result<(Result<IncomingPacket, UnsupportedPacket>, u32), CorruptError> {
+    fn parse(
+        &self,
+        at: u32,
+        available: u32,
+        batch: BatchId,
+    ) -> Result<(Result<IncomingPacket, UnsupportedPacket>, u32), CorruptError> {
         let corrupt = |field, value: u64| CorruptError::new(field, value).in_packet(at);
         // Read as the writer writes it, a word at a time: a 16-byte load of
         // two 8-byte stores still in flight cannot be forwarded from them,
@@ -193,6 +202,7 @@ impl<M: RingMem> IncomingRing<M> {
         let payload = PayloadRange {
             offset: offset_of(data_offset),
             len: (u32::from(length8) - u32::from(data_offset8)) * PACKET_ALIGNMENT as u32,
+            batch,
         };
         let transaction_id = descriptor.transaction_id.get();
         let header_at = offset_of(DESCRIPTOR_LEN);
@@ -279,6 +289,8 @@ pub struct ReadBatch<'a, M> {
     ring: &'a mut IncomingRing<M>,
     cursor: u32,
     packets: usize,
+    /// What the payload ranges of the packets this batch reads carry.
+    id: BatchId,
 }
 
 impl<M: RingMem> ReadBatch<'_, M> {
@@ -296,22 +308,29 @@ impl<M: RingMem> ReadBatch<'_, M> {
         if available == 0 {
             return Err(ReadError::Empty);
         }
-        let (packet, size) = self.ring.parse(self.cursor, available)?;
+        let (packet, size) = self.ring.parse(self.cursor, available, self.id)?;
         self.cursor = index::advance(self.ring.data_len, self.cursor, size);
         self.packets += 1;
         packet.map_err(ReadError::Unsupported)
     }
 
-    /// Copies payload bytes starting `offset` bytes into `payload` into `buf`.
+    /// Copies payload bytes starting `offset` bytes into `payload` into
+    /// `buf`. [`PayloadError::NotFromThisBatch`] for the payload of a packet
+    /// read by another batch: once that batch is committed, its bytes may
+    /// hold newer packets.
     #[inline]
-    pub fn read_payload(&self, payload: PayloadRange, offset: usize, buf: &mut [u8]) -> Result<(), PayloadBoundsError> {
-        let out_of_bounds = PayloadBoundsError { offset, len: buf.len(), payload_len: payload.len() };
+    pub fn read_payload(&self, payload: PayloadRange, offset: usize, buf: &mut [u8]) -> Result<(), PayloadError> {
+        if payload.batch != self.id {
+            return Err(PayloadError::NotFromThisBatch);
+        }
+        let out_of_bounds = PayloadError::OutOfBounds { offset, len: buf.len(), payload_len: payload.len() };
         let end = offset.checked_add(buf.len()).ok_or(out_of_bounds)?;
-        let data_len = self.ring.data_len;
-        if end > payload.len() || payload.offset >= data_len || payload.len > data_len {
+        if end > payload.len() {
             return Err(out_of_bounds);
         }
-        let at = index::advance(data_len, payload.offset, offset as u32);
+        // A range of this batch lies within the data area, and so does
+        // `offset` within it (checked above).
+        let at = index::advance(self.ring.data_len, payload.offset, offset as u32);
         self.ring.read_into(at, buf);
         Ok(())
     }

@@ -71,6 +71,7 @@
 
 extern crate alloc;
 
+mod batch_id;
 mod error;
 mod gpa;
 mod image;
@@ -84,7 +85,7 @@ mod state;
 pub mod wire;
 
 pub use error::{
-    CorruptError, Field, GpaRangeError, OpenError, PayloadBoundsError, ReadError, UnsupportedPacket, WriteError,
+    CorruptError, Field, GpaRangeError, OpenError, PayloadError, ReadError, UnsupportedPacket, WriteError,
 };
 pub use gpa::{pages_spanned, GpaRange, GpaRangeBuf, GpaRangeIter, GpaRanges, MAX_GPA_WORDS};
 pub use image::{load_image, ring_image, DumpEnd, PacketRecord, RingDump};

@@ -1,6 +1,7 @@
 //! The writing endpoint of a ring.
 
-use crate::error::PayloadBoundsError;
+use crate::batch_id::{BatchId, BatchIds};
+use crate::error::PayloadError;
 use crate::memory::{check_data_len, ControlWord, RingMem};
 use crate::packet::{packet_size, round_up8, OutgoingKind, OutgoingPacket, PayloadRange, MAX_PACKET_SIZE};
 use crate::wire::{
@@ -39,6 +40,7 @@ pub struct OutgoingRing<M> {
     max_packet: u32,
     write_index: u32,
     read_index: u32,
+    batch_ids: BatchIds,
 }
 
 impl<M: RingMem> OutgoingRing<M> {
@@ -53,7 +55,7 @@ impl<M: RingMem> OutgoingRing<M> {
         mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
         // Below 4 GiB: `data_len` is a `u32` and `MAX_PACKET_SIZE` is smaller.
         let max_packet = (data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE) as u32;
-        Ok(Self { mem, data_len, max_packet, write_index, read_index })
+        Ok(Self { mem, data_len, max_packet, write_index, read_index, batch_ids: BatchIds::new() })
     }
 
     /// The ring memory.
@@ -87,7 +89,8 @@ impl<M: RingMem> OutgoingRing<M> {
     #[inline]
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
         let cursor = self.write_index;
-        WriteBatch { ring: self, cursor, packets: 0 }
+        let id = self.batch_ids.next();
+        WriteBatch { ring: self, cursor, packets: 0, id }
     }
 
     /// Writes one packet and commits it; returns whether to signal the reader.
@@ -210,6 +213,8 @@ pub struct WriteBatch<'a, M> {
     ring: &'a mut OutgoingRing<M>,
     cursor: u32,
     packets: usize,
+    /// What the payload ranges this batch reserves carry.
+    id: BatchId,
 }
 
 impl<M: RingMem> WriteBatch<'_, M> {
@@ -282,37 +287,28 @@ impl<M: RingMem> WriteBatch<'_, M> {
         };
         self.cursor = index::advance(data_len, start, needed as u32);
         self.packets += 1;
-        Ok(PayloadRange { offset: payload_at as u32, len: payload_len as u32 })
+        Ok(PayloadRange { offset: payload_at as u32, len: payload_len as u32, batch: self.id })
     }
 
     /// Copies `bytes` into a payload reserved in this batch, at `offset`
-    /// within it.
-    pub fn write_payload(
-        &mut self,
-        payload: PayloadRange,
-        offset: usize,
-        bytes: &[u8],
-    ) -> Result<(), PayloadBoundsError> {
-        let out_of_bounds = PayloadBoundsError { offset, len: bytes.len(), payload_len: payload.len() };
+    /// within it. [`PayloadError::NotFromThisBatch`] for a range reserved in
+    /// another batch (a committed or reverted one, whose bytes may now be
+    /// this batch's descriptors).
+    #[inline]
+    pub fn write_payload(&mut self, payload: PayloadRange, offset: usize, bytes: &[u8]) -> Result<(), PayloadError> {
+        if payload.batch != self.id {
+            return Err(PayloadError::NotFromThisBatch);
+        }
+        let out_of_bounds = PayloadError::OutOfBounds { offset, len: bytes.len(), payload_len: payload.len() };
         let end = offset.checked_add(bytes.len()).ok_or(out_of_bounds)?;
-        if end > payload.len() || !self.holds(payload) {
+        if end > payload.len() {
             return Err(out_of_bounds);
         }
+        // A range of this batch lies within the data area, and so does
+        // `offset` within it (checked above).
         let at = index::advance(self.ring.data_len, payload.offset, offset as u32);
         self.ring.mem.write_data(at as usize, bytes);
         Ok(())
-    }
-
-    /// Whether `payload` lies within the bytes this batch has written.
-    fn holds(&self, payload: PayloadRange) -> bool {
-        let data_len = self.ring.data_len;
-        let start = self.ring.write_index;
-        if payload.offset >= data_len {
-            return false;
-        }
-        let written = index::used(data_len, self.cursor, start) as u64;
-        let from_start = index::used(data_len, payload.offset, start) as u64;
-        from_start + payload.len as u64 <= written
     }
 
     /// Packets written in this batch.

@@ -1,7 +1,9 @@
 //! Packets as the endpoints hand them out and take them in, and their sizes.
 
+use crate::batch_id::BatchId;
 use crate::gpa::{GpaRangeBuf, GpaRanges};
 use crate::wire::{PacketDescriptor, PacketFooter, TransferPageRange, PACKET_ALIGNMENT};
+use core::hash::{Hash, Hasher};
 use smallvec::SmallVec;
 
 /// Largest packet the descriptor can describe, footer included: `length8`
@@ -13,19 +15,40 @@ const FOOTER_LEN: usize = size_of::<PacketFooter>();
 /// Size of the transfer-pages and GPA-direct headers that follow the descriptor.
 const TYPE_HEADER_LEN: usize = 8;
 
-/// Where a packet's payload lies in the data area. It may wrap around the
-/// end of the data area; read it through the batch that produced it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a packet's payload lies in the data area, as handed out by the
+/// batch that read or reserved it. It may wrap around the end of the data
+/// area; read or write it through that batch, which refuses ranges from any
+/// other (an earlier batch's bytes may hold other packets by now).
+///
+/// Two ranges are equal when they cover the same bytes, whichever batch
+/// they came from.
+#[derive(Debug, Clone, Copy)]
 pub struct PayloadRange {
     pub(crate) offset: u32,
     pub(crate) len: u32,
+    pub(crate) batch: BatchId,
+}
+
+impl PartialEq for PayloadRange {
+    fn eq(&self, other: &Self) -> bool {
+        (self.offset, self.len) == (other.offset, other.len)
+    }
+}
+
+impl Eq for PayloadRange {}
+
+impl Hash for PayloadRange {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.offset, self.len).hash(state)
+    }
 }
 
 impl PayloadRange {
-    /// The `len` bytes at data-area offset `offset`. Reads and writes check
-    /// a range against the ring they are used on.
+    /// The `len` bytes at data-area offset `offset`, belonging to no batch:
+    /// for comparing with the ranges batches hand out (it equals one over
+    /// the same bytes). Batches refuse to read or write through it.
     pub const fn new(offset: u32, len: u32) -> Self {
-        Self { offset, len }
+        Self { offset, len, batch: BatchId::NONE }
     }
 
     /// Data-area offset of the first payload byte.

@@ -14,7 +14,7 @@ use common::{endpoints_at, set_empty_at, AnyMem, PAGE};
 use std::sync::atomic::Ordering;
 use vmbus_ring::{
     ControlPage, ControlWord, GpaRangeBuf, IncomingPacket, IncomingRing, OutgoingKind, OutgoingPacket, PacketKind,
-    PayloadBoundsError, ReadBatch, ReadError, RingMem, RingState, TransferPageRange,
+    PayloadError, PayloadRange, ReadBatch, ReadError, RingMem, RingState, TransferPageRange,
 };
 
 const DATA_LEN: usize = 2 * PAGE;
@@ -425,12 +425,12 @@ fn reserve_then_write_payload_round_trips_a_wrapping_payload() {
             batch.write_payload(range, 0, &spec.payload[..10]).unwrap();
             assert_eq!(
                 batch.write_payload(range, 15, &[0; 7]),
-                Err(PayloadBoundsError { offset: 15, len: 7, payload_len: len }),
+                Err(PayloadError::OutOfBounds { offset: 15, len: 7, payload_len: len }),
                 "{ctx}"
             );
             assert_eq!(
                 batch.write_payload(range, usize::MAX, &[0; 2]),
-                Err(PayloadBoundsError { offset: usize::MAX, len: 2, payload_len: len }),
+                Err(PayloadError::OutOfBounds { offset: usize::MAX, len: 2, payload_len: len }),
                 "{ctx}"
             );
             assert!(batch.commit(), "{ctx}");
@@ -451,7 +451,7 @@ fn reserve_then_write_payload_round_trips_a_wrapping_payload() {
 }
 
 #[test]
-fn write_payload_refuses_a_range_outside_the_current_batch() {
+fn write_payload_refuses_a_range_from_another_batch() {
     let start = (DATA_LEN - 16) as u32;
     for (name, mem) in AnyMem::all(DATA_LEN) {
         let (mut writer, mut reader) = endpoints_at(&mem, start);
@@ -462,27 +462,67 @@ fn write_payload_refuses_a_range_outside_the_current_batch() {
         batch.write_payload(committed, 0, b"original").unwrap();
         assert!(batch.commit());
         let mut batch = writer.write_batch();
-        let refused = PayloadBoundsError { offset: 0, len: 8, payload_len: 8 };
-        assert_eq!(batch.write_payload(committed, 0, b"scribble"), Err(refused), "{name}");
+        let refused = Err(PayloadError::NotFromThisBatch);
+        assert_eq!(batch.write_payload(committed, 0, b"scribble"), refused, "{name}");
 
-        // Nor is one from a reverted batch that ran further than this one.
+        // Nor is one from a reverted batch, even where its bytes are now
+        // this batch's: the reverted payload starts where this batch's first
+        // (empty) packet has its footer, followed by the second's descriptor.
         let mut reverted = writer.write_batch();
         let discarded = reverted.reserve(&OutgoingPacket::in_band(2), 100).unwrap();
         reverted.revert();
         let mut batch = writer.write_batch();
-        let small = batch.reserve(&OutgoingPacket::in_band(3), 8).unwrap();
-        let refused = PayloadBoundsError { offset: 0, len: 8, payload_len: 100 };
-        assert_eq!(batch.write_payload(discarded, 0, b"scribble"), Err(refused), "{name}");
-        batch.write_payload(small, 0, b"second!!").unwrap();
+        let first = batch.reserve(&OutgoingPacket::in_band(3), 0).unwrap();
+        let second = batch.reserve(&OutgoingPacket::in_band(4), 80).unwrap();
+        assert_eq!(discarded.offset(), first.offset(), "{name}: the reverted payload covers this batch's frames");
+        assert_eq!(batch.write_payload(discarded, 0, &[0xff; 16]), refused, "{name}");
+        // Nor one made up from an offset and a length.
+        assert_eq!(batch.write_payload(PayloadRange::new(second.offset(), 80), 0, b"made up!"), refused, "{name}");
+        batch.write_payload(second, 0, &[7; 80]).unwrap();
         assert!(!batch.commit(), "{name}: the reader has not caught up");
 
         let mut batch = reader.read_batch();
-        for expected in [b"original", b"second!!"] {
+        for (id, expected) in [(1, &b"original"[..]), (3, &[]), (4, &[7; 80])] {
             let packet = batch.next().unwrap();
+            assert_eq!(packet.transaction_id, id, "{name}");
             assert_eq!(payload_of(&batch, &packet), expected, "{name}");
         }
         assert_eq!(batch.next(), Err(ReadError::Empty), "{name}");
         assert!(!batch.commit());
+    }
+}
+
+#[test]
+fn read_payload_refuses_a_range_from_another_batch() {
+    for (name, mem) in AnyMem::all(DATA_LEN) {
+        let (mut writer, mut reader) = endpoints_at(&mem, 0);
+        writer.write(&OutgoingPacket::in_band(1), &[b"first!!!"]).unwrap();
+        let mut batch = reader.read_batch();
+        let old = batch.next().unwrap();
+        assert!(!batch.commit());
+
+        // The next packet lands where the first one was read: the ring went
+        // round. The first packet's range covers bytes of the new one.
+        let (mut writer, mut reader) = endpoints_at(&mem, 0);
+        writer.write(&OutgoingPacket::in_band(2), &[b"second!!"]).unwrap();
+        let mut batch = reader.read_batch();
+        let new = batch.next().unwrap();
+        assert_eq!(new.payload, old.payload, "{name}: the same bytes");
+        let mut buf = [0; 8];
+        let refused = Err(PayloadError::NotFromThisBatch);
+        assert_eq!(batch.read_payload(old.payload, 0, &mut buf), refused, "{name}: a committed batch's range");
+        assert_eq!(batch.read_payload(PayloadRange::new(0, 8), 0, &mut buf), refused, "{name}: a made-up range");
+        batch.read_payload(new.payload, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"second!!", "{name}");
+        batch.revert();
+
+        // Nor is a reverted batch's range valid in the batch that reads the
+        // same packet again.
+        let mut again = reader.read_batch();
+        assert_eq!(again.read_payload(new.payload, 0, &mut buf), refused, "{name}: a reverted batch's range");
+        let reread = again.next().unwrap();
+        again.read_payload(reread.payload, 0, &mut buf).unwrap();
+        assert_eq!(&buf, b"second!!", "{name}");
     }
 }
 

@@ -8,9 +8,7 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use vmbus_ring::{
-    IncomingPacket, IncomingRing, PacketKind, PayloadBoundsError, PayloadRange, ReadBatch, ReadError, RingMem,
-};
+use vmbus_ring::{IncomingPacket, IncomingRing, PacketKind, PayloadError, PayloadRange, ReadBatch, ReadError, RingMem};
 
 /// A received packet with its payload copied out of the ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +38,7 @@ impl<M: RingMem> Payload<'_, M> {
     }
 
     /// Copies the bytes starting `offset` bytes into the payload into `buf`.
-    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), PayloadBoundsError> {
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), PayloadError> {
         self.batch.read_payload(self.range, offset, buf)
     }
 
