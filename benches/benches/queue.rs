@@ -8,8 +8,9 @@
 //! (never sleeping), sleeping on the peer's signals, or sleeping after
 //! polling the ring for up to 50 µs (`QueueReader::set_busy_poll`).
 //!
-//! The two sides run on two threads pinned to two CPUs (see `Pinned`); the
-//! cross-process signal's waiter threads are left to the scheduler.
+//! The two sides run on two threads pinned to two CPUs (see `Pinned` and
+//! `time_on_two_cpus`); the cross-process signal's waiter threads are left
+//! to the scheduler.
 //!
 //! Ids: `queue/stream/<transport>/<api>/<mode>/<payload>` (an iteration is a
 //! packet) and `queue/pingpong/<transport>/<api>/<mode>/<payload>` (an
@@ -19,12 +20,10 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
-use std::thread;
-use std::time::{Duration, Instant};
-use vmbus_benches::{criterion, ring_len, spin, CopyBound, PageAligned, Pinned, BATCH, STREAM_RINGS};
+use std::time::Duration;
+use vmbus_benches::{criterion, ring_len, spin, time_on_two_cpus, CopyBound, PageAligned, BATCH, STREAM_RINGS};
 use vmbus_channel::{
     block_on, connected_pair, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, Queue, QueueReader,
     QueueWriter, RawChannel, Signal,
@@ -123,21 +122,10 @@ where
         group.bench_function(BenchmarkId::new(format!("stream/{transport}/{name}"), size), |b| {
             b.iter_custom(|packets| {
                 let packets = packets as usize;
-                let go = AtomicBool::new(false);
-                let _consumer = Pinned::to(0);
-                thread::scope(|scope| {
-                    scope.spawn(|| {
-                        let _producer = Pinned::to(1);
-                        while !go.load(Ordering::Acquire) {
-                            spin();
-                        }
-                        produce(&mut writer, api, mode, &source, packets);
-                    });
-                    let start = Instant::now();
-                    go.store(true, Ordering::Release);
-                    consume(&mut reader, api, mode, &mut out, packets);
-                    start.elapsed()
-                })
+                time_on_two_cpus(
+                    || produce(&mut writer, api, mode, &source, packets),
+                    || consume(&mut reader, api, mode, &mut out, packets),
+                )
             })
         });
     }
@@ -238,27 +226,20 @@ where
         server.reader().set_busy_poll(mode.busy_poll());
         group.bench_function(BenchmarkId::new(format!("pingpong/{transport}/{name}"), PINGPONG_SIZE), |b| {
             b.iter_custom(|round_trips| {
-                let go = AtomicBool::new(false);
-                let _client = Pinned::to(0);
-                thread::scope(|scope| {
-                    scope.spawn(|| {
-                        let _server = Pinned::to(1);
-                        while !go.load(Ordering::Acquire) {
-                            spin();
-                        }
+                let mut buf = vec![0; PINGPONG_SIZE + 8];
+                time_on_two_cpus(
+                    || {
                         let mut buf = vec![0; PINGPONG_SIZE + 8];
                         for _ in 0..round_trips {
                             exchange(&mut server, api, mode, None, &mut buf);
                         }
-                    });
-                    let mut buf = vec![0; PINGPONG_SIZE + 8];
-                    let start = Instant::now();
-                    go.store(true, Ordering::Release);
-                    for _ in 0..round_trips {
-                        exchange(&mut client, api, mode, Some(&request), &mut buf);
-                    }
-                    start.elapsed()
-                })
+                    },
+                    || {
+                        for _ in 0..round_trips {
+                            exchange(&mut client, api, mode, Some(&request), &mut buf);
+                        }
+                    },
+                )
             })
         });
     }

@@ -12,10 +12,12 @@
 //! `cargo bench -p vmbus_benches --bench two_threads [-- FILTER]`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use vmbus_benches::{criterion, drain, spin, CopyBound, PageAligned, Pinned, BATCH, STREAM_PAYLOADS, STREAM_RINGS};
+use vmbus_benches::{
+    criterion, drain, spin, time_on_two_cpus, CopyBound, PageAligned, Pinned, BATCH, STREAM_PAYLOADS, STREAM_RINGS,
+};
 use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingMem, WriteError};
 
 const COMMITS: [(&str, usize); 2] = [("per_packet", 1), ("batch32", BATCH)];
@@ -83,7 +85,8 @@ fn round_trip(round_trips: u64) -> Duration {
 }
 
 /// Streams `packets` packets from a producer thread to this thread and
-/// returns the time from the start signal to the last packet read.
+/// returns the time from the start signal to the last packet read (see
+/// [`time_on_two_cpus`]).
 fn stream<M: RingMem + Send>(
     writer: &mut OutgoingRing<M>,
     reader: &mut IncomingRing<M>,
@@ -93,28 +96,19 @@ fn stream<M: RingMem + Send>(
     batch: usize,
     packets: usize,
 ) -> Duration {
-    let go = AtomicBool::new(false);
-    let _consumer = Pinned::to(0);
-    thread::scope(|scope| {
-        scope.spawn(|| {
-            let _producer = Pinned::to(1);
-            while !go.load(Ordering::Acquire) {
-                spin();
+    time_on_two_cpus(
+        || produce(writer, packet, payload, batch, packets),
+        || {
+            let mut received = 0;
+            while received < packets {
+                let read = drain(reader, out, batch);
+                if read == 0 {
+                    spin();
+                }
+                received += read;
             }
-            produce(writer, packet, payload, batch, packets);
-        });
-        let start = Instant::now();
-        go.store(true, Ordering::Release);
-        let mut received = 0;
-        while received < packets {
-            let read = drain(reader, out, batch);
-            if read == 0 {
-                spin();
-            }
-            received += read;
-        }
-        start.elapsed()
-    })
+        },
+    )
 }
 
 /// Writes `packets` packets, committing every `batch` (or as many as fit).

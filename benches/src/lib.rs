@@ -8,7 +8,9 @@
 
 use criterion::Criterion;
 use std::hint::black_box;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 use vmbus_ring::{
     GpaRangeBuf, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, ReadError, RingMem, TransferPageRange,
 };
@@ -378,6 +380,35 @@ pub fn spin() {
 
 /// How often [`spin`] yields.
 pub const SPINS_PER_YIELD: u32 = 256;
+
+/// Runs `peer` on a new thread pinned to the second CPU and `timed` on the
+/// calling thread pinned to the first (see [`Pinned`]), and returns how long
+/// `timed` took, counted from just before it releases `peer`: the setup of
+/// the streaming benchmarks (a producer and a consumer) and the ping-pong
+/// ones (a server and a client).
+///
+/// `peer` waits, spinning (see [`spin`]), on a start flag that is set right
+/// after the clock starts, so spawning and pinning its thread are not
+/// measured. The call returns once both have finished, but `peer`'s work
+/// after `timed` returns is not measured. Anything `timed` needs is best
+/// prepared before the call.
+pub fn time_on_two_cpus(peer: impl FnOnce() + Send, timed: impl FnOnce()) -> Duration {
+    let go = AtomicBool::new(false);
+    let _here = Pinned::to(0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            let _there = Pinned::to(1);
+            while !go.load(Ordering::Acquire) {
+                spin();
+            }
+            peer();
+        });
+        let start = Instant::now();
+        go.store(true, Ordering::Release);
+        timed();
+        start.elapsed()
+    })
+}
 
 /// The id of the memcpy bound a benchmark id is compared with, if it has one.
 ///
