@@ -230,6 +230,14 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// ```
     #[inline]
     pub fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), WriteError> {
+        // One piece, the common case: one copy, no length sum or cursor to keep.
+        if let [piece] = payload {
+            let range = self.reserve(packet, piece.len())?;
+            if !piece.is_empty() {
+                self.ring.mem.write_data(range.offset as usize, piece);
+            }
+            return Ok(());
+        }
         let payload_len = payload.iter().try_fold(0usize, |sum, piece| sum.checked_add(piece.len()));
         let range = self.reserve(packet, payload_len.unwrap_or(usize::MAX))?;
         let mut at = range.offset;
