@@ -195,8 +195,8 @@ impl<M: RingMem> IncomingRing<M> {
         }
         let data_offset = u32::from(data_offset8) * PACKET_ALIGNMENT as u32;
         // `at` and `size` are below `data_len` (`at` is a valid index, and
-        // `size` fits `available`), so a packet that does not wrap, as almost
-        // none does, has its parts located by plain additions.
+        // `size` fits `available`), so a packet that does not wrap (almost
+        // every one) has its parts located by plain additions.
         let wraps = size > self.data_len - at;
         let offset_of = |offset| if wraps { index::advance(self.data_len, at, offset) } else { at + offset };
         let payload = PayloadRange {
@@ -325,12 +325,14 @@ impl<M: RingMem> ReadBatch<'_, M> {
         }
         let out_of_bounds = PayloadError::OutOfBounds { offset, len: buf.len(), payload_len: payload.len() };
         let end = offset.checked_add(buf.len()).ok_or(out_of_bounds)?;
-        if end > payload.len() {
+        let data_len = self.ring.data_len;
+        // A range this batch handed out lies within the data area; checking
+        // it costs two comparisons and keeps even a range of another ring
+        // whose batch identity collided (see `BatchId`) from a panic.
+        if end > payload.len() || payload.offset >= data_len || payload.len > data_len {
             return Err(out_of_bounds);
         }
-        // A range of this batch lies within the data area, and so does
-        // `offset` within it (checked above).
-        let at = index::advance(self.ring.data_len, payload.offset, offset as u32);
+        let at = index::advance(data_len, payload.offset, offset as u32);
         self.ring.read_into(at, buf);
         Ok(())
     }

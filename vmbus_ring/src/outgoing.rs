@@ -309,12 +309,13 @@ impl<M: RingMem> WriteBatch<'_, M> {
         }
         let out_of_bounds = PayloadError::OutOfBounds { offset, len: bytes.len(), payload_len: payload.len() };
         let end = offset.checked_add(bytes.len()).ok_or(out_of_bounds)?;
-        if end > payload.len() {
+        let data_len = self.ring.data_len;
+        // As in `ReadBatch::read_payload`: a range of this batch lies within
+        // the data area, and checking it keeps a collided identity from a panic.
+        if end > payload.len() || payload.offset >= data_len || payload.len > data_len {
             return Err(out_of_bounds);
         }
-        // A range of this batch lies within the data area, and so does
-        // `offset` within it (checked above).
-        let at = index::advance(self.ring.data_len, payload.offset, offset as u32);
+        let at = index::advance(data_len, payload.offset, offset as u32);
         self.ring.mem.write_data(at as usize, bytes);
         Ok(())
     }
