@@ -615,6 +615,22 @@ fn packets_sent_before_close_are_delivered_then_reads_fail_closed() {
 }
 
 #[test]
+fn non_waiting_reads_deliver_what_was_sent_then_fail_closed() {
+    let (mut host, mut guest) = queues(PAGE);
+    assert_eq!(host.reader().try_read(), Ok(None), "open and empty");
+    for seq in 0..3 {
+        guest.writer().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 40)]).unwrap();
+    }
+    drop(guest);
+    assert_in_band(&host.reader().try_read().unwrap().expect("sent before the close"), 0, 40);
+    let mut seen = Vec::new();
+    let read = host.reader().try_read_batch(8, |packet, _| seen.push(packet.transaction_id));
+    assert_eq!((read, seen), (Ok(2), vec![1, 2]), "the rest, in one batch");
+    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
+    assert_eq!(host.reader().try_read_batch(8, |_, _| {}), Err(ChannelError::Closed), "and stays closed");
+}
+
+#[test]
 fn dropping_the_peer_queue_wakes_a_reader_blocked_in_another_thread() {
     let (host, guest) = queues(PAGE);
     let (mut reader, writer) = host.split();

@@ -133,7 +133,8 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
             }
             match self.receiver.try_next(&mut buf[n..]) {
                 Ok(Some(got)) => n += got,
-                Ok(None) => break,
+                // The next read finds the close again and reports end-of-file.
+                Ok(None) | Err(ChannelError::Closed) => break,
                 Err(error) => {
                     self.read_error = Some(error);
                     break;

@@ -116,7 +116,9 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
         Ok(self.receiver.take_rest())
     }
 
-    /// [`recv`](Self::recv) without waiting: `Ok(None)` if no message is there.
+    /// [`recv`](Self::recv) without waiting: `Ok(None)` if no message is
+    /// there; errors as for [`recv`](Self::recv), [`ChannelError::Closed`]
+    /// included.
     pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>, ChannelError> {
         if self.receiver.remaining() == 0 && self.receiver.try_next(&mut [])?.is_none() {
             return Ok(None);
@@ -150,7 +152,7 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     }
 
     /// [`recv_into`](Self::recv_into) without waiting: `Ok(None)` if no
-    /// message is there.
+    /// message is there; errors as for [`recv`](Self::recv).
     pub fn try_recv_into(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ChannelError> {
         if buf.is_empty() {
             return Ok(Some(0));

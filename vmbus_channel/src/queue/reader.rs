@@ -68,7 +68,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// Reads up to `max` packets without waiting, handing each to `handle`
     /// with its payload still in the ring, then frees them with one commit
     /// and at most one signal. Returns how many were handled; `Ok(0)` if none
-    /// was there.
+    /// was there, and [`ChannelError::Closed`] if none was there and the
+    /// peer has closed: every packet it sent before closing is read first.
     ///
     /// Completions of this queue's transactions go to their requests, not to
     /// `handle`. Packets of unsupported types are skipped and counted. An
@@ -81,6 +82,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if let Some(error) = self.deferred.take() {
             return Err(error);
         }
+        // Closing is read before the ring: a peer that commits and then
+        // closes has its last packets read by this call.
+        let closed = self.signal.notifier().is_closed();
         let counters = &self.shared.counters;
         let mut batch = self.ring.read_batch();
         let mut handled = 0;
@@ -130,6 +134,10 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         // `self.deferred` is `None` here (taken above); it is set only when
         // there is an error to defer, not rewritten with `None` on every call.
         match failure {
+            None if closed && packets == 0 && skipped == 0 => {
+                self.shared.fail_transactions();
+                Err(ChannelError::Closed)
+            }
             None => Ok(handled),
             Some(error) if handled == 0 => Err(error),
             Some(error) => {
@@ -246,7 +254,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         poll_fn(|cx| self.poll_read_batch(cx, max, &mut handle)).await
     }
 
-    /// Reads one packet without waiting, copying its payload out.
+    /// Reads one packet without waiting, copying its payload out; `Ok(None)`
+    /// if none was there, [`ChannelError::Closed`] if none was there and the
+    /// peer has closed.
     pub fn try_read(&mut self) -> Result<Option<Packet>, ChannelError> {
         let mut packet = None;
         self.try_read_batch(1, |header, payload| packet = Some(owned(header, payload)))?;
