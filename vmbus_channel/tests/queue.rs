@@ -631,6 +631,16 @@ fn non_waiting_reads_deliver_what_was_sent_then_fail_closed() {
 }
 
 #[test]
+fn a_read_of_no_packets_does_not_report_a_close_before_the_ring_is_drained() {
+    let (mut host, mut guest) = queues(PAGE);
+    guest.writer().try_write(&OutgoingPacket::in_band(7), &[payload(7, 16)]).unwrap();
+    drop(guest);
+    assert_eq!(host.reader().try_read_batch(0, |_, _| {}), Ok(0), "asked for nothing");
+    assert_in_band(&host.reader().try_read().unwrap().expect("sent before the close"), 7, 16);
+    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
+}
+
+#[test]
 fn dropping_the_peer_queue_wakes_a_reader_blocked_in_another_thread() {
     let (host, guest) = queues(PAGE);
     let (mut reader, writer) = host.split();

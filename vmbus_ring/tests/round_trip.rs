@@ -13,8 +13,8 @@ mod common;
 use common::{endpoints_at, set_empty_at, AnyMem, PAGE};
 use std::sync::atomic::Ordering;
 use vmbus_ring::{
-    ControlPage, ControlWord, GpaRangeBuf, IncomingPacket, IncomingRing, OutgoingKind, OutgoingPacket, PacketKind,
-    PayloadError, PayloadRange, ReadBatch, ReadError, RingMem, RingState, TransferPageRange,
+    ControlPage, ControlWord, FlatRingMem, GpaRangeBuf, IncomingPacket, IncomingRing, OutgoingKind, OutgoingPacket,
+    PacketKind, PayloadError, PayloadRange, ReadBatch, ReadError, RingMem, RingState, TransferPageRange,
 };
 
 const DATA_LEN: usize = 2 * PAGE;
@@ -501,10 +501,17 @@ fn read_payload_refuses_a_range_from_another_batch() {
         let old = batch.next().unwrap();
         assert!(!batch.commit());
 
-        // The next packet lands where the first one was read: the ring went
-        // round. The first packet's range covers bytes of the new one.
-        let (mut writer, mut reader) = endpoints_at(&mem, 0);
-        writer.write(&OutgoingPacket::in_band(2), &[b"second!!"]).unwrap();
+        // A packet filling the rest of the ring, read and freed, so that the
+        // next one lands where the first was: the first packet's range now
+        // covers bytes of the new one.
+        let filler = DATA_LEN - OutgoingPacket::in_band(1).size(8) - OutgoingPacket::in_band(1).size(0);
+        writer.write(&OutgoingPacket::in_band(2), &[&vec![0x77; filler]]).unwrap();
+        let mut batch = reader.read_batch();
+        assert_eq!(batch.next().unwrap().payload.len(), filler, "{name}");
+        assert!(!batch.commit());
+        assert_eq!(writer.write_index(), 0, "{name}: the ring went round");
+        writer.write(&OutgoingPacket::in_band(3), &[b"second!!"]).unwrap();
+
         let mut batch = reader.read_batch();
         let new = batch.next().unwrap();
         assert_eq!(new.payload, old.payload, "{name}: the same bytes");
@@ -512,6 +519,11 @@ fn read_payload_refuses_a_range_from_another_batch() {
         let refused = Err(PayloadError::NotFromThisBatch);
         assert_eq!(batch.read_payload(old.payload, 0, &mut buf), refused, "{name}: a committed batch's range");
         assert_eq!(batch.read_payload(PayloadRange::new(0, 8), 0, &mut buf), refused, "{name}: a made-up range");
+        let other = FlatRingMem::new(DATA_LEN).unwrap();
+        let (mut other_writer, mut other_reader) = endpoints_at(&other, 0);
+        other_writer.write(&OutgoingPacket::in_band(4), &[b"another!"]).unwrap();
+        let foreign = other_reader.read_batch().next().unwrap();
+        assert_eq!(batch.read_payload(foreign.payload, 0, &mut buf), refused, "{name}: another ring's range");
         batch.read_payload(new.payload, 0, &mut buf).unwrap();
         assert_eq!(&buf, b"second!!", "{name}");
         batch.revert();

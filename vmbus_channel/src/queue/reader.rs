@@ -82,20 +82,24 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if let Some(error) = self.deferred.take() {
             return Err(error);
         }
-        // Closing is read before the ring: a peer that commits and then
-        // closes has its last packets read by this call.
-        let closed = self.signal.notifier().is_closed();
+        if max == 0 {
+            return Ok(0);
+        }
         let counters = &self.shared.counters;
         let mut batch = self.ring.read_batch();
         let mut handled = 0;
         let mut failure = None;
+        let mut drained = false;
         // Counted here and added to the shared counters once a batch: an
         // atomic add per packet would cost more than reading it.
         let (mut packets, mut bytes, mut skipped) = (0, 0, 0);
         while handled < max {
             let packet = match batch.next() {
                 Ok(packet) => packet,
-                Err(ReadError::Empty) => break,
+                Err(ReadError::Empty) => {
+                    drained = true;
+                    break;
+                }
                 Err(ReadError::Unsupported(_)) => {
                     skipped += 1;
                     continue;
@@ -134,7 +138,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         // `self.deferred` is `None` here (taken above); it is set only when
         // there is an error to defer, not rewritten with `None` on every call.
         match failure {
-            None if closed && packets == 0 && skipped == 0 => {
+            None if drained && packets == 0 && skipped == 0 && self.peer_closed_and_drained()? => {
                 self.shared.fail_transactions();
                 Err(ChannelError::Closed)
             }
@@ -244,6 +248,15 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                 return false;
             }
         }
+    }
+
+    /// For a read that found the ring empty: whether the peer has closed
+    /// with nothing left to read. The close is looked at first and the ring
+    /// again after it, so a packet committed just before the close is not
+    /// taken for the end. Looked at only when the ring was empty, so reads
+    /// that find packets pay nothing for it.
+    fn peer_closed_and_drained(&mut self) -> Result<bool, ChannelError> {
+        Ok(self.signal.notifier().is_closed() && !self.ring.has_data()?)
     }
 
     /// Reads a batch of up to `max` packets, waiting for the first.

@@ -263,10 +263,14 @@ impl RingMem for MappedRingMem {
     }
     #[inline]
     fn read_data_word(&self, offset: usize) -> u64 {
+        // A double mapping's region is twice the data area: the contract's
+        // bound is checked first, then the region's.
+        if offset >= self.data_len {
+            word_outside_data_area(self.data_len, offset);
+        }
         match self.data.try_load_u64(offset) {
-            // A double mapping's region is twice the data area: keep the contract.
-            Some(value) if offset < self.data_len => value,
-            _ => word_outside_data_area(self.data_len, offset),
+            Some(value) => value,
+            None => word_outside_data_area(self.data_len, offset),
         }
     }
     #[inline]

@@ -108,6 +108,7 @@ pub trait RingMem: ControlPage {
     /// The default reads it with [`read_data`](Self::read_data); the
     /// memories of this crate read it with one 8-byte access and one check.
     fn read_data_word(&self, offset: usize) -> u64 {
+        check_data_word(self.data_len(), offset);
         let mut bytes = [0; 8];
         self.read_data(offset, &mut bytes);
         u64::from_le_bytes(bytes)
@@ -117,6 +118,7 @@ pub trait RingMem: ControlPage {
     /// `offset`, a multiple of 8 below `data_len` (see
     /// [`read_data_word`](Self::read_data_word)).
     fn write_data_word(&self, offset: usize, value: u64) {
+        check_data_word(self.data_len(), offset);
         self.write_data(offset, &value.to_le_bytes())
     }
 }
@@ -149,6 +151,15 @@ fn split_at_wrap(data_len: usize, offset: usize, len: usize) -> (usize, usize) {
     }
     let first = len.min(data_len - offset);
     (first, len - first)
+}
+
+/// Panics unless `offset` is a data-area word offset: a multiple of 8 below
+/// `data_len`.
+#[inline]
+fn check_data_word(data_len: usize, offset: usize) {
+    if offset % 8 != 0 || offset >= data_len {
+        word_outside_data_area(data_len, offset);
+    }
 }
 
 /// The panic of a data-area word access that breaks the [`RingMem`]

@@ -262,9 +262,15 @@ impl SharedRegion {
         // region start is 8-aligned by the constructors' contract and
         // `offset` is a multiple of 8). As for `word`: an atomic permits the
         // peer's concurrent writes, and the reference lives no longer than
-        // `&self`. Bulk copies may also touch these bytes (plain copies of
-        // the data area): mixing them with atomics is what any copy racing
-        // the peer already is, see the module documentation.
+        // `&self`. The same bytes are also reached by plain copies of the
+        // data area (a payload copied over the padding word, a reader's bulk
+        // copy of a range list); this process never makes such an access
+        // concurrently with an atomic one: within an endpoint they follow
+        // each other on one thread, and between the endpoints every byte is
+        // handed over by the indices' release/acquire. A peer in another
+        // process or VM is outside Rust's memory model; an in-process thread
+        // scribbling on the ring on purpose is the data race the module
+        // documentation describes.
         Some(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) })
     }
 
