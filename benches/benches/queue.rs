@@ -25,7 +25,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use vmbus_benches::{criterion, ring_len, spin, time_on_two_cpus, CopyBound, PageAligned, BATCH, STREAM_RINGS};
 use vmbus_channel::{
-    block_on, connected_pair, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, Queue, QueueReader,
+    block_on, connected_pair, ChannelError, ChannelFds, MemfdChannel, Packet, PacketWithPayload, Queue, QueueReader,
     QueueWriter, RawChannel, Signal,
 };
 use vmbus_ring::{MappingLayout, OutgoingPacket, RingMem};
@@ -196,16 +196,7 @@ fn consume<M: RingMem, S: Signal>(
                 };
             }
             Api::Blocking => {
-                let packet = match mode {
-                    Mode::Poll => loop {
-                        if let Some(packet) = reader.try_read().unwrap() {
-                            break packet;
-                        }
-                        spin();
-                    },
-                    Mode::Sleep | Mode::BusyPoll => reader.read_blocking().unwrap(),
-                };
-                black_box(packet);
+                black_box(read_owned(reader, mode));
                 received += 1;
             }
         }
@@ -282,6 +273,20 @@ fn send<M: RingMem, S: Signal>(writer: &mut QueueWriter<M, S>, api: Api, mode: M
     .unwrap()
 }
 
+/// Reads one packet with the owned-packet API: spinning on `try_read`, or
+/// waiting in `read_blocking`.
+fn read_owned<M: RingMem, S: Signal>(reader: &mut QueueReader<M, S>, mode: Mode) -> Packet {
+    match mode {
+        Mode::Poll => loop {
+            if let Some(packet) = reader.try_read().unwrap() {
+                break packet;
+            }
+            spin();
+        },
+        Mode::Sleep | Mode::BusyPoll => reader.read_blocking().unwrap(),
+    }
+}
+
 /// Reads one packet into `buf`; returns its payload length.
 fn receive<M: RingMem, S: Signal>(reader: &mut QueueReader<M, S>, api: Api, mode: Mode, buf: &mut [u8]) -> usize {
     match api {
@@ -304,15 +309,7 @@ fn receive<M: RingMem, S: Signal>(reader: &mut QueueReader<M, S>, api: Api, mode
             len
         }
         Api::Blocking => {
-            let packet = match mode {
-                Mode::Poll => loop {
-                    if let Some(packet) = reader.try_read().unwrap() {
-                        break packet;
-                    }
-                    spin();
-                },
-                Mode::Sleep | Mode::BusyPoll => reader.read_blocking().unwrap(),
-            };
+            let packet = read_owned(reader, mode);
             let len = packet.payload.len();
             buf[..len].copy_from_slice(&packet.payload);
             len
