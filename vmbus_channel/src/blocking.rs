@@ -67,15 +67,23 @@ pub fn block_on_until<F: Future>(future: F, deadline: Instant) -> Option<F::Outp
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
-    /// [`read`](Self::read), blocking the thread.
+    /// [`read`](Self::read), blocking the thread, which waits on the signal
+    /// itself (see [`read_batch_blocking`](Self::read_batch_blocking)).
     pub fn read_blocking(&mut self) -> Result<Packet, ChannelError> {
-        block_on(self.read())
+        loop {
+            let mut packet = None;
+            self.read_batch_blocking(1, |header, payload| packet = Some(Packet::copied(header, payload)))?;
+            if let Some(packet) = packet {
+                return Ok(packet);
+            }
+        }
     }
 }
 
 impl<M: RingMem, S: Signal> QueueWriter<M, S> {
-    /// [`write`](Self::write), blocking the thread.
+    /// [`write`](Self::write), blocking the thread, which waits on the
+    /// signal itself (see [`write_batch_blocking`](Self::write_batch_blocking)).
     pub fn write_blocking(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), ChannelError> {
-        block_on(self.write(packet, payload))
+        self.write_batch_blocking(&[(*packet, payload)])
     }
 }

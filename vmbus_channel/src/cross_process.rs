@@ -10,9 +10,14 @@
 //! holds its own socket, so a hostile peer cannot make this end block.
 //! [`ChannelFds::pair_with_eventfds`] makes an [`EventFdSignal`] instead, for
 //! a peer that is trusted (the two processes share the eventfds).
+//!
+//! Neither starts a thread: async waits go to a [`Reactor`] (the shared
+//! [`Driver`](crate::Driver) unless [`MemfdChannel::from_fds_with_reactor`]
+//! names another), blocking waits poll in the calling thread.
 
 use crate::channel::RawChannel;
-use crate::signal::{check_stream_socket, EventFdSignal, EventFdSignalFds, Notifier, Signal, SocketSignal};
+use crate::reactor::Reactor;
+use crate::signal::{check_eventfd, check_stream_socket, EventFdSignal, Notifier, PeerEvent, Signal, SocketSignal};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -23,17 +28,19 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::task::{Context, Poll};
+use std::time::Instant;
 use vmbus_ring::{MappedRingMem, MappingLayout};
 
 /// The bytes that accompany the fds, so a receiver can tell a channel's fds
 /// from anything else arriving on the socket. The last byte is the version.
-const TAG: [u8; 8] = *b"vmbusch2";
+const TAG: [u8; 8] = *b"vmbusch3";
 
 /// The bytes of a message: the tag, then the signal's kind.
 const HEADER_LEN: usize = TAG.len() + 1;
 
 /// Most fds in one message (an eventfd signal's).
-const MAX_FD_COUNT: usize = 5;
+const MAX_FD_COUNT: usize = 4;
 
 /// Room for a few more fds than expected, so a sender that sends too many is
 /// reported as such rather than as truncated control data.
@@ -65,7 +72,7 @@ impl Kind {
     fn fd_count(self) -> usize {
         match self {
             Kind::Socket => 3,
-            Kind::EventFd => 5,
+            Kind::EventFd => 4,
         }
     }
 
@@ -83,17 +90,23 @@ pub enum SignalFds {
     /// One socket of a stream socket pair, for a [`SocketSignal`]: safe with
     /// a peer that must not be trusted, and what [`ChannelFds::pair`] makes.
     Socket(OwnedFd),
-    /// Two eventfds and a liveness socket, for an [`EventFdSignal`]: only
-    /// for a trusted peer, which shares the eventfds (see
-    /// [`ChannelFds::pair_with_eventfds`]).
-    EventFd(EventFdSignalFds),
+    /// Two eventfds for an [`EventFdSignal`]: only for a trusted peer,
+    /// which shares them (see [`ChannelFds::pair_with_eventfds`]). Eventfds
+    /// carry no close: this end learns that the peer is gone only from
+    /// [`EventFdSignal::peer_closed`].
+    EventFd {
+        /// The eventfd the peer writes to signal this end.
+        from_peer: OwnedFd,
+        /// The eventfd this end writes to signal the peer.
+        to_peer: OwnedFd,
+    },
 }
 
 impl SignalFds {
     fn kind(&self) -> Kind {
         match self {
             SignalFds::Socket(_) => Kind::Socket,
-            SignalFds::EventFd(_) => Kind::EventFd,
+            SignalFds::EventFd { .. } => Kind::EventFd,
         }
     }
 }
@@ -169,8 +182,10 @@ impl ChannelFds {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn pair_with_eventfds(data_len: usize) -> io::Result<(Self, Self)> {
-        let (a, b) = EventFdSignalFds::pair()?;
-        Self::pair_with_signals(data_len, SignalFds::EventFd(a), SignalFds::EventFd(b))
+        let (a_to_b, b_to_a) = EventFdSignal::fd_pair()?;
+        let a = SignalFds::EventFd { from_peer: b_to_a.try_clone()?, to_peer: a_to_b.try_clone()? };
+        let b = SignalFds::EventFd { from_peer: a_to_b, to_peer: b_to_a };
+        Self::pair_with_signals(data_len, a, b)
     }
 
     fn pair_with_signals(data_len: usize, signal_a: SignalFds, signal_b: SignalFds) -> io::Result<(Self, Self)> {
@@ -201,9 +216,7 @@ impl ChannelFds {
         let mut fds: Vec<BorrowedFd<'_>> = vec![self.incoming_ring.as_fd(), self.outgoing_ring.as_fd()];
         match &self.signal {
             SignalFds::Socket(socket) => fds.push(socket.as_fd()),
-            SignalFds::EventFd(signal) => {
-                fds.extend([signal.to_peer.as_fd(), signal.from_peer.as_fd(), signal.liveness.as_fd()]);
-            }
+            SignalFds::EventFd { from_peer, to_peer } => fds.extend([from_peer.as_fd(), to_peer.as_fd()]),
         }
         let mut header = [0; HEADER_LEN];
         header[..TAG.len()].copy_from_slice(&TAG);
@@ -232,7 +245,7 @@ impl ChannelFds {
     /// first, and with [`io::ErrorKind::InvalidData`] (closing any fds that
     /// did arrive) if the message is not a channel's: a wrong tag, an unknown
     /// signal kind, other than exactly the fds that kind needs (3 for a
-    /// socket signal, 5 for an eventfd signal), or signal fds of the wrong
+    /// socket signal, 4 for an eventfd signal), or signal fds of the wrong
     /// type (checked where cheap: a socket that is not a stream socket, an
     /// eventfd that `/proc` shows is something else). The ring files are
     /// checked when [`MemfdChannel::from_fds`] maps them.
@@ -271,7 +284,7 @@ impl ChannelFds {
                 "the socket closed before the channel's fds arrived",
             ));
         }
-        let expected = "expected 3 (socket signal) or 5 (eventfd signal) file descriptors";
+        let expected = "expected 3 (socket signal) or 4 (eventfd signal) file descriptors";
         if message.flags.contains(ReturnFlags::CTRUNC) {
             return Err(invalid_data(format!("{expected}, more than {} arrived (control data truncated)", fds.len())));
         }
@@ -310,9 +323,12 @@ impl ChannelFds {
                 SignalFds::Socket(socket)
             }
             Kind::EventFd => {
-                let fds = EventFdSignalFds { to_peer: next()?, from_peer: next()?, liveness: next()? };
-                fds.check().map_err(|error| invalid_data(format!("the eventfd signal's {error}")))?;
-                SignalFds::EventFd(fds)
+                let (from_peer, to_peer) = (next()?, next()?);
+                for (name, fd) in [("from_peer", &from_peer), ("to_peer", &to_peer)] {
+                    check_eventfd(fd.as_fd())
+                        .map_err(|error| invalid_data(format!("the eventfd signal's {name}: {error}")))?;
+                }
+                SignalFds::EventFd { from_peer, to_peer }
             }
         };
         Ok(Self { incoming_ring, outgoing_ring, signal })
@@ -344,7 +360,7 @@ fn invalid_data(message: String) -> io::Error {
 /// let b = ProcessSignal::from(SocketSignal::new(b)?);
 /// let seen = b.notifier().generation();
 /// a.signal_peer();
-/// b.notifier().wait(seen);
+/// b.wait(seen, None); // polls b's socket in this thread
 /// assert!(b.notifier().generation() > seen);
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -357,12 +373,23 @@ pub enum ProcessSignal {
 }
 
 impl ProcessSignal {
-    /// Starts the signal `fds` are for (see [`SocketSignal::new`] and
-    /// [`EventFdSignal::new`]).
+    /// The signal `fds` are for (see [`SocketSignal::new`] and
+    /// [`EventFdSignal::new`]), watched by the shared
+    /// [`Driver`](crate::Driver) when a task waits on it.
     pub fn new(fds: SignalFds) -> io::Result<Self> {
         Ok(match fds {
             SignalFds::Socket(socket) => ProcessSignal::Socket(SocketSignal::new(socket)?),
-            SignalFds::EventFd(fds) => ProcessSignal::EventFd(EventFdSignal::new(fds)?),
+            SignalFds::EventFd { from_peer, to_peer } => {
+                ProcessSignal::EventFd(EventFdSignal::new(from_peer, to_peer)?)
+            }
+        })
+    }
+
+    /// Like [`new`](Self::new), but watched by `reactor`.
+    pub fn with_reactor(fds: SignalFds, reactor: impl Reactor) -> io::Result<Self> {
+        Ok(match Self::new(fds)? {
+            ProcessSignal::Socket(signal) => ProcessSignal::Socket(signal.with_reactor(reactor)),
+            ProcessSignal::EventFd(signal) => ProcessSignal::EventFd(signal.with_reactor(reactor)),
         })
     }
 
@@ -370,6 +397,15 @@ impl ProcessSignal {
         match self {
             ProcessSignal::Socket(signal) => signal,
             ProcessSignal::EventFd(signal) => signal,
+        }
+    }
+}
+
+impl AsFd for ProcessSignal {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            ProcessSignal::Socket(signal) => signal.as_fd(),
+            ProcessSignal::EventFd(signal) => signal.as_fd(),
         }
     }
 }
@@ -395,6 +431,18 @@ impl Signal for ProcessSignal {
         self.as_signal().notifier()
     }
 
+    fn poll_signal(&self, cx: &mut Context<'_>, seen: u64) -> Poll<io::Result<PeerEvent>> {
+        self.as_signal().poll_signal(cx, seen)
+    }
+
+    fn wait(&self, seen: u64, deadline: Option<Instant>) -> Option<PeerEvent> {
+        self.as_signal().wait(seen, deadline)
+    }
+
+    fn receive(&self) {
+        self.as_signal().receive();
+    }
+
     fn close(&self) {
         self.as_signal().close();
     }
@@ -406,8 +454,9 @@ pub type MemfdChannel = RawChannel<MappedRingMem, ProcessSignal>;
 
 impl MemfdChannel {
     /// Opens a channel end from `fds`: maps both rings with `layout` and
-    /// starts the signal the fds are for (a [`SocketSignal`] or an
-    /// [`EventFdSignal`], each with its waiter thread).
+    /// makes the signal the fds are for (a [`SocketSignal`] or an
+    /// [`EventFdSignal`]), watched by the shared [`Driver`](crate::Driver)
+    /// when a task waits on it.
     ///
     /// The ring sizes come from the files. A ring file that is not sealed
     /// against shrinking (as those of [`ChannelFds::pair`] are), or that is
@@ -428,9 +477,23 @@ impl MemfdChannel {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_fds(fds: ChannelFds, layout: MappingLayout) -> io::Result<Self> {
+        Self::open(fds, layout, ProcessSignal::new)
+    }
+
+    /// Like [`from_fds`](Self::from_fds), but with the signal watched by
+    /// `reactor` (a [`TokioReactor`](crate::TokioReactor), say).
+    pub fn from_fds_with_reactor(fds: ChannelFds, layout: MappingLayout, reactor: impl Reactor) -> io::Result<Self> {
+        Self::open(fds, layout, |signal| ProcessSignal::with_reactor(signal, reactor))
+    }
+
+    fn open(
+        fds: ChannelFds,
+        layout: MappingLayout,
+        make_signal: impl FnOnce(SignalFds) -> io::Result<ProcessSignal>,
+    ) -> io::Result<Self> {
         let incoming = MappedRingMem::open_fd(&fds.incoming_ring, layout)?;
         let outgoing = MappedRingMem::open_fd(&fds.outgoing_ring, layout)?;
-        let signal = ProcessSignal::new(fds.signal)?;
+        let signal = make_signal(fds.signal)?;
         RawChannel::new(incoming, outgoing, signal).map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
     }
 }

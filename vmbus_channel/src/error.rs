@@ -42,6 +42,21 @@ pub enum ChannelError {
     /// The peer sent a pipe message that breaks the pipe framing.
     #[error("bad pipe message: {0}")]
     Pipe(&'static str),
+    /// The signal cannot be waited on: its reactor refused the fd (a limit
+    /// on watched fds reached, a runtime without its I/O driver).
+    #[error("cannot wait on the signal: {message}")]
+    Signal {
+        /// The kind of the underlying I/O error.
+        kind: std::io::ErrorKind,
+        /// What the error said.
+        message: String,
+    },
+}
+
+impl From<std::io::Error> for ChannelError {
+    fn from(error: std::io::Error) -> Self {
+        ChannelError::Signal { kind: error.kind(), message: error.to_string() }
+    }
 }
 
 impl From<WriteError> for ChannelError {

@@ -30,9 +30,15 @@
 //! # What is here
 //!
 //! - [`Signal`]: signalling the peer and learning of its signals and closing,
-//!   with [`InProcessSignal`] and, on Linux, [`SocketSignal`] (safe against a
-//!   hostile peer process) and [`EventFdSignal`] (for a trusted peer such as
-//!   KVM's ioeventfd/irqfd; its raw fds can go to a reactor).
+//!   polled by the waiting task or thread, never by a thread of its own:
+//!   [`InProcessSignal`] and, on Linux, [`SocketSignal`] (safe against a
+//!   hostile peer process) and [`EventFdSignal`] (KVM-shaped: an ioeventfd
+//!   and an irqfd, for a trusted peer).
+//! - [`Reactor`] (Linux): what wakes a task waiting on an fd-backed signal:
+//!   [`Driver`], one thread of ours for any number of channel ends (the
+//!   default); `TokioReactor` (feature `tokio`); `AsyncIoReactor` (feature
+//!   `async-io`, for smol); or your own event loop through [`FdWatch`].
+//!   Every fd-backed signal is [`AsFd`](std::os::fd::AsFd) as well.
 //! - [`RawChannel`]: incoming ring + outgoing ring + signal; made by
 //!   [`connected_pair`] in one process, [`ChannelFds`] and
 //!   [`MemfdChannel::from_fds`] across processes (Linux), or from a GPADL
@@ -42,10 +48,15 @@
 //!   NIC-style counters in [`QueueState`] and transactions ([`Completion`]).
 //! - [`MessagePipe`] and [`BytePipe`]: the pipe framing, the latter as
 //!   `futures-io` `AsyncRead` + `AsyncWrite`.
-//! - [`block_on`] and the `_blocking` methods for code without an executor.
+//! - [`block_on`] and the `_blocking` methods for code without an executor;
+//!   the `_blocking` methods wait on the signal in the calling thread.
 //!
 //! # Features
 //!
+//! - `tokio` (off by default, Linux): `TokioReactor`, which hands signal
+//!   fds to a tokio runtime's reactor.
+//! - `async-io` (off by default, Linux): `AsyncIoReactor`, which hands
+//!   them to async-io's reactor (smol, async-std).
 //! - `vm-memory` (off by default): channel ends whose rings live in guest
 //!   memory, built from a GPADL's page list over a `vm-memory` (rust-vmm)
 //!   `GuestMemoryMmap`, with `RawChannel::from_gpadl` or `gpadl_rings`.
@@ -88,6 +99,8 @@ mod error;
 mod gpadl;
 mod pipe;
 mod queue;
+#[cfg(target_os = "linux")]
+mod reactor;
 mod signal;
 mod transaction;
 
@@ -100,9 +113,15 @@ pub use error::ChannelError;
 pub use gpadl::{gpadl_rings, GpadlError, GpadlRing, GpadlRings, Side};
 pub use pipe::{BytePipe, MessagePipe};
 pub use queue::{Packet, PacketWithPayload, Payload, Queue, QueueCounters, QueueReader, QueueState, QueueWriter};
+#[cfg(all(target_os = "linux", feature = "async-io"))]
+pub use reactor::AsyncIoReactor;
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+pub use reactor::TokioReactor;
 #[cfg(target_os = "linux")]
-pub use signal::{EventFdSignal, EventFdSignalFds, SocketSignal};
-pub use signal::{InProcessSignal, Notifier, Signal};
+pub use reactor::{Driver, FdWatch, Reactor};
+#[cfg(target_os = "linux")]
+pub use signal::{EventFdSignal, SocketSignal};
+pub use signal::{InProcessSignal, Notifier, PeerEvent, Signal};
 pub use transaction::Completion;
 
 /// The examples in the workspace README, compiled and run as doctests.

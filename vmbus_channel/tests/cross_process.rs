@@ -63,7 +63,7 @@ impl Kind {
     fn of_fds(fds: &SignalFds) -> Kind {
         match fds {
             SignalFds::Socket(_) => Kind::Socket,
-            SignalFds::EventFd(_) => Kind::EventFd,
+            SignalFds::EventFd { .. } => Kind::EventFd,
         }
     }
 
@@ -103,7 +103,7 @@ fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static
 /// signals, or closed; returns the signal.
 fn wait_for_news<S: Signal>(signal: S, seen: u64) -> S {
     bounded("waiting for the notifier", move || {
-        signal.notifier().wait(seen);
+        signal.wait(seen, None);
         signal
     })
 }
@@ -112,7 +112,7 @@ fn wait_for_news<S: Signal>(signal: S, seen: u64) -> S {
 fn wait_closed<S: Signal>(signal: S) -> S {
     bounded("waiting for the close", move || {
         while !signal.notifier().is_closed() {
-            signal.notifier().wait(signal.notifier().generation());
+            signal.wait(signal.notifier().generation(), None);
         }
         signal
     })
@@ -376,12 +376,22 @@ fn child_exchange() {
     }
 }
 
+/// Tells an end whose signal cannot carry a close (eventfds) that the peer
+/// is gone, as a VMM would; a socket signal learns it by itself.
+fn tell_peer_closed(signal: &ProcessSignal) {
+    if let ProcessSignal::EventFd(signal) = signal {
+        signal.peer_closed();
+    }
+}
+
 /// Kills a child process holding the other end of a `kind` channel: a read
-/// pending in the parent ends with `Closed`.
+/// pending in the parent ends with `Closed` (for eventfds, once told).
 fn killed_peer_closes_the_channel(kind: Kind) {
     let (host, guest) = kind.pair();
     let mut peer = Peer::spawn("child_wait_forever", guest);
-    let mut queue = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Single).expect("open the host end"));
+    let channel = MemfdChannel::from_fds(host, MappingLayout::Single).expect("open the host end");
+    let signal = channel.signal.clone();
+    let mut queue = Queue::new(channel);
     let ready = run(queue.reader().read()).expect("the child's ready packet");
     assert_eq!(&ready.payload[..5], b"ready");
 
@@ -389,6 +399,11 @@ fn killed_peer_closes_the_channel(kind: Kind) {
         let mut read = pin!(queue.reader().read());
         assert!(poll_once(read.as_mut()).is_pending(), "nothing to read yet");
         peer.child.kill().expect("kill the child");
+        if kind == Kind::EventFd {
+            wait_child(&mut peer.child, TIMEOUT).expect("the killed child exits");
+            assert!(poll_once(read.as_mut()).is_pending(), "an eventfd carries no close");
+            tell_peer_closed(&signal);
+        }
         assert_eq!(run(read), Err(ChannelError::Closed), "a pending read finishes when the peer dies");
     }
     let status = wait_child(&mut peer.child, TIMEOUT).expect("the killed child exits");
@@ -427,7 +442,9 @@ fn send_and_receive_fds_in_one_process() {
         guest.send(&here).expect("send");
         let guest = ChannelFds::receive(&there).expect("receive");
         assert_eq!(Kind::of_fds(&guest.signal), kind, "the kind survives the trip");
-        let mut host = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Double).expect("host end"));
+        let host = MemfdChannel::from_fds(host, MappingLayout::Double).expect("host end");
+        let host_signal = host.signal.clone();
+        let mut host = Queue::new(host);
         let mut guest = Queue::new(MemfdChannel::from_fds(guest, MappingLayout::Single).expect("guest end"));
 
         run(host.writer().write(&OutgoingPacket::in_band(1), &[b"to the guest"])).expect("host write");
@@ -438,6 +455,10 @@ fn send_and_receive_fds_in_one_process() {
         assert_eq!((packet.header.kind, &packet.payload[..11]), (PacketKind::Completion, &b"to the host"[..]));
 
         drop(guest);
+        if kind == Kind::EventFd {
+            assert_eq!(host.reader().try_read(), Ok(None), "an eventfd carries no close");
+            tell_peer_closed(&host_signal);
+        }
         assert_eq!(run(host.reader().read()), Err(ChannelError::Closed), "{kind:?}");
     }
 }
@@ -481,7 +502,7 @@ fn send_raw(socket: impl AsFd, bytes: &[u8], fds: &[OwnedFd]) {
 
 /// A channel message's bytes: the tag, then the signal kind `kind`.
 fn header(kind: u8) -> Vec<u8> {
-    let mut header = b"vmbusch2".to_vec();
+    let mut header = b"vmbusch3".to_vec();
     header.push(kind);
     header
 }
@@ -501,10 +522,10 @@ fn receive_invalid(bytes: &[u8], fds: Vec<OwnedFd>) -> String {
 
 #[test]
 fn receive_rejects_the_wrong_number_of_fds() {
-    for count in [0, 1, 2, 4, 6, 40] {
+    for count in [0, 1, 2, 5, 6, 40] {
         let message = receive_invalid(&header(b's'), eventfds(count));
         assert!(
-            message.contains("expected 3 (socket signal) or 5 (eventfd signal) file descriptors"),
+            message.contains("expected 3 (socket signal) or 4 (eventfd signal) file descriptors"),
             "{count} fds: {message}"
         );
         if count <= 6 {
@@ -517,10 +538,10 @@ fn receive_rejects_the_wrong_number_of_fds() {
 
 #[test]
 fn receive_rejects_a_count_that_does_not_match_the_kind() {
-    let message = receive_invalid(&header(b's'), eventfds(5));
-    assert!(message.contains("socket signal carries 3 file descriptors, 5 arrived"), "{message}");
+    let message = receive_invalid(&header(b's'), eventfds(4));
+    assert!(message.contains("socket signal carries 3 file descriptors, 4 arrived"), "{message}");
     let message = receive_invalid(&header(b'e'), eventfds(3));
-    assert!(message.contains("eventfd signal carries 5 file descriptors, 3 arrived"), "{message}");
+    assert!(message.contains("eventfd signal carries 4 file descriptors, 3 arrived"), "{message}");
 }
 
 #[test]
@@ -530,7 +551,7 @@ fn receive_rejects_wrong_tags_and_kinds() {
     // The first version's message (no kind byte): rejected without waiting
     // for a ninth byte.
     let (here, there) = UnixStream::pair().expect("socket pair");
-    send_raw(&here, b"vmbusch1", &eventfds(5));
+    send_raw(&here, b"vmbusch1", &eventfds(4));
     let error = bounded("receiving a version 1 message", move || ChannelFds::receive(&there).expect_err("v1"));
     assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
     assert!(error.to_string().contains("vmbusch1"), "{error}");
@@ -541,7 +562,7 @@ fn receive_rejects_wrong_tags_and_kinds() {
 
     // A message cut short of its kind byte.
     let (here, there) = UnixStream::pair().expect("socket pair");
-    send_raw(&here, b"vmbusch2", &eventfds(3));
+    send_raw(&here, b"vmbusch3", &eventfds(3));
     drop(here);
     let error = ChannelFds::receive(&there).expect_err("no kind byte");
     assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "{error}");
@@ -558,12 +579,9 @@ fn receive_rejects_signal_fds_of_the_wrong_type() {
     let message = receive_invalid(&header(b's'), fds);
     assert!(message.contains("datagram socket"), "{message}");
 
-    let message = receive_invalid(&header(b'e'), eventfds(5));
-    assert!(message.contains("liveness: it is not a socket"), "{message}");
-
     // Telling an eventfd apart takes /proc.
     if std::path::Path::new("/proc/self/fd").exists() {
-        let mut fds = eventfds(3);
+        let mut fds = eventfds(2);
         fds.extend([stream_socket(), stream_socket()]);
         let message = receive_invalid(&header(b'e'), fds);
         assert!(message.contains("from_peer: it is not an eventfd"), "{message}");
@@ -581,7 +599,7 @@ fn receive_reports_a_socket_closed_before_anything_arrived() {
 #[test]
 fn send_writes_the_signal_kind_and_its_fds() {
     // What `send` writes, read back raw: the kind byte and the fd count.
-    for (kind, byte, count) in [(Kind::Socket, b's', 3), (Kind::EventFd, b'e', 5)] {
+    for (kind, byte, count) in [(Kind::Socket, b's', 3), (Kind::EventFd, b'e', 4)] {
         let (here, there) = UnixStream::pair().expect("socket pair");
         kind.pair().1.send(&here).expect("send");
         let mut bytes = [0; 9];

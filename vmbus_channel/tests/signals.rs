@@ -10,11 +10,16 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
-use vmbus_channel::{block_on, InProcessSignal, Notifier, Signal};
+use vmbus_channel::{block_on, InProcessSignal, Notifier, PeerEvent, Signal};
 
-/// Waits on `notifier` through `poll_wait` under `block_on`: the async path.
-fn wait_async(notifier: &Notifier, seen: u64) {
-    block_on(poll_fn(|cx| notifier.poll_wait(cx, seen)));
+/// Waits on `signal` through `poll_signal` under `block_on`: the async path.
+fn wait_async(signal: &impl Signal, seen: u64) -> PeerEvent {
+    block_on(poll_fn(|cx| signal.poll_signal(cx, seen))).unwrap()
+}
+
+/// Waits on `signal` in this thread: the blocking path.
+fn wait_blocking(signal: &impl Signal, seen: u64) -> PeerEvent {
+    signal.wait(seen, None).expect("no deadline")
 }
 
 /// Two threads bounce `rounds` signals between `a` and `b`, each waiting for
@@ -23,16 +28,16 @@ fn wait_async(notifier: &Notifier, seen: u64) {
 /// turns that into a failure.
 fn ping_pong<S: Signal>(a: S, b: S, rounds: u64, blocking: bool) {
     let deadline = Instant::now() + DEADLINE;
-    let wait = move |notifier: &Notifier, seen: u64| {
+    let wait = move |signal: &S, seen: u64| {
         if blocking {
-            notifier.wait(seen)
+            wait_blocking(signal, seen)
         } else {
-            wait_async(notifier, seen)
+            wait_async(signal, seen)
         }
     };
     let ponger = spawn("pong", move || {
         for round in 0..rounds {
-            wait(b.notifier(), round);
+            wait(&b, round);
             assert_eq!(b.notifier().generation(), round + 1, "exactly one signal per ping");
             b.signal_peer();
         }
@@ -41,7 +46,7 @@ fn ping_pong<S: Signal>(a: S, b: S, rounds: u64, blocking: bool) {
     let pinger = spawn("ping", move || {
         for round in 0..rounds {
             a.signal_peer();
-            wait(a.notifier(), round);
+            wait(&a, round);
             assert_eq!(a.notifier().generation(), round + 1, "exactly one signal per pong");
         }
         a
@@ -107,7 +112,7 @@ fn poll_wait_registers_the_waker_once_and_a_signal_wakes_it() {
     assert_eq!(woken.get(), 0);
     a.signal_peer();
     assert_eq!(woken.get(), 1, "woken once, though it polled twice");
-    assert_eq!(b.notifier().poll_wait(&mut cx, seen), Poll::Ready(()));
+    assert_eq!(b.notifier().poll_wait(&mut cx, seen), Poll::Ready(PeerEvent::Signalled));
     // A wake consumes the registration: the next signal wakes only a waker
     // that registered again.
     a.signal_peer();
@@ -136,7 +141,7 @@ fn poll_wait_is_ready_at_once_for_a_signal_sent_before_it() {
     let (waker, woken) = counting_waker();
     let seen = b.notifier().generation();
     a.signal_peer();
-    assert_eq!(b.notifier().poll_wait(&mut Context::from_waker(&waker), seen), Poll::Ready(()));
+    assert_eq!(b.notifier().poll_wait(&mut Context::from_waker(&waker), seen), Poll::Ready(PeerEvent::Signalled));
     a.signal_peer();
     assert_eq!(woken.get(), 0, "a ready poll registers nothing");
 }
@@ -159,8 +164,8 @@ fn dropping_an_end_closes_the_peers_notifier_and_wakes_its_waiters() {
     blocked.join(); // and the blocked thread returns
     assert_eq!(b.notifier().generation(), seen, "closing is not a signal");
     // Once closed, every wait is over at once, whatever `seen` is.
-    assert_eq!(b.notifier().poll_wait(&mut Context::from_waker(&waker), seen), Poll::Ready(()));
-    b.notifier().wait(b.notifier().generation());
+    assert_eq!(b.notifier().poll_wait(&mut Context::from_waker(&waker), seen), Poll::Ready(PeerEvent::Closed));
+    assert_eq!(b.notifier().wait(b.notifier().generation()), PeerEvent::Closed);
 }
 
 #[test]
@@ -198,24 +203,25 @@ fn a_standalone_notifier_counts_and_closes() {
 mod eventfd {
     use super::*;
     use common::{assert_payload, payload, sizes, PAGE};
-    use vmbus_channel::{ChannelError, EventFdSignal, EventFdSignalFds, Queue, RawChannel};
+    use vmbus_channel::{ChannelError, EventFdSignal, Queue, RawChannel};
     use vmbus_ring::{FlatRingMem, GpaRangeBuf, OutgoingPacket, PacketKind, TransferPageRange};
 
     fn pair() -> (EventFdSignal, EventFdSignal) {
-        let (a, b) = EventFdSignalFds::pair().unwrap();
-        (EventFdSignal::new(a).unwrap(), EventFdSignal::new(b).unwrap())
+        EventFdSignal::pair().unwrap()
     }
 
     type EventFdQueue = Queue<FlatRingMem, EventFdSignal>;
 
-    /// Two queues in one process over heap rings of `data_len` bytes and eventfd signals.
-    fn queues(data_len: usize) -> (EventFdQueue, EventFdQueue) {
+    /// Two queues in one process over heap rings of `data_len` bytes and
+    /// eventfd signals, and the guest's signal (to tell it the host is gone).
+    fn queues(data_len: usize) -> (EventFdQueue, EventFdQueue, Arc<EventFdSignal>) {
         let host_to_guest = FlatRingMem::new(data_len).unwrap();
         let guest_to_host = FlatRingMem::new(data_len).unwrap();
         let (host_signal, guest_signal) = pair();
         let host = RawChannel::new(guest_to_host.clone(), host_to_guest.clone(), host_signal).unwrap();
         let guest = RawChannel::new(host_to_guest, guest_to_host, guest_signal).unwrap();
-        (Queue::new(host), Queue::new(guest))
+        let guest_signal = guest.signal.clone();
+        (Queue::new(host), Queue::new(guest), guest_signal)
     }
 
     #[test]
@@ -224,10 +230,11 @@ mod eventfd {
         let seen = b.notifier().generation();
         a.signal_peer();
         let b = common::bounded("waiter", move || {
-            b.notifier().wait(seen);
+            assert_eq!(wait_blocking(&b, seen), PeerEvent::Signalled);
             b
         });
         assert!(b.notifier().generation() > seen);
+        a.receive();
         assert_eq!(a.notifier().generation(), 0, "signalling does not notify oneself");
         assert!(!b.notifier().is_closed());
     }
@@ -239,7 +246,7 @@ mod eventfd {
         let seen = b.notifier().generation();
         rustix::io::write(a.to_peer_fd(), &1u64.to_ne_bytes()).unwrap();
         let b = common::bounded("waiter", move || {
-            b.notifier().wait(seen);
+            assert_eq!(wait_async(&b, seen), PeerEvent::Signalled);
             b
         });
         assert!(b.notifier().generation() > seen);
@@ -259,46 +266,29 @@ mod eventfd {
     }
 
     #[test]
-    fn end_sees_close_when_the_peer_is_dropped() {
+    fn peer_closed_wakes_blocked_and_async_waiters() {
         let (a, b) = pair();
         let b = Arc::new(b);
         let seen = b.notifier().generation();
         let blocked = {
             let b = b.clone();
-            spawn("blocked waiter", move || b.notifier().wait(seen))
+            spawn("blocked waiter", move || wait_blocking(&*b, seen))
         };
         let async_blocked = {
             let b = b.clone();
-            spawn("async waiter", move || wait_async(b.notifier(), seen))
+            spawn("async waiter", move || wait_async(&*b, seen))
         };
         drop(a);
-        blocked.join();
-        async_blocked.join();
+        b.peer_closed();
+        assert_eq!(blocked.join(), PeerEvent::Closed);
+        assert_eq!(async_blocked.join(), PeerEvent::Closed);
         assert!(b.notifier().is_closed());
         assert_eq!(b.notifier().generation(), seen, "closing is not a signal");
     }
 
     #[test]
-    fn a_signal_sent_just_before_dropping_is_seen_by_the_time_close_is() {
-        let (a, b) = pair();
-        a.signal_peer();
-        drop(a);
-        let b = common::bounded("waiter", move || {
-            for _ in 0..3 {
-                if b.notifier().is_closed() {
-                    break;
-                }
-                b.notifier().wait(b.notifier().generation());
-            }
-            b
-        });
-        assert!(b.notifier().is_closed());
-        assert_eq!(b.notifier().generation(), 1, "the signal was not lost to the close");
-    }
-
-    #[test]
     fn queue_over_eventfds_carries_every_packet_type_both_ways() {
-        let (mut host, mut guest) = queues(2 * PAGE);
+        let (mut host, mut guest, _) = queues(2 * PAGE);
         let pages = [TransferPageRange::new(300, 4096), TransferPageRange::new(7, 0)];
         let mut gpa = GpaRangeBuf::new();
         gpa.push(12, 9000, &[40, 41, 42]).unwrap();
@@ -329,12 +319,13 @@ mod eventfd {
 
     /// An echo server over eventfds: the guest sends back every packet; the
     /// host's writer and reader run on their own threads through one-page
-    /// rings, so both directions fill and wait on eventfd signals. Dropping
-    /// the host ends the guest's loop with `Closed`.
+    /// rings, so both directions fill and wait on eventfd signals, two
+    /// threads blocking on one signal at once. The host's end of stream
+    /// (`peer_closed`, as a VMM would say it) ends the guest's loop.
     #[test]
     fn echo_over_eventfds_with_back_pressure_then_close() {
         const COUNT: usize = 5_000;
-        let (host, guest) = queues(PAGE);
+        let (host, guest, guest_signal) = queues(PAGE);
         let deadline = Instant::now() + DEADLINE;
         let lengths = Arc::new(sizes(41, COUNT, 1500));
         let echo = spawn("guest echo", move || {
@@ -376,6 +367,7 @@ mod eventfd {
         assert_eq!((counters.packets_sent, counters.packets_received), (COUNT as u64, COUNT as u64));
         assert!(counters.signals_received > 0);
         drop((reader, writer));
+        guest_signal.peer_closed();
         assert_eq!(echo.join_by(deadline), COUNT, "the guest echoed everything, then saw the close");
     }
 }

@@ -6,6 +6,7 @@
 
 mod counters;
 mod reader;
+mod wait;
 mod writer;
 
 pub use counters::{QueueCounters, QueueState};

@@ -1,6 +1,7 @@
 //! The read half of a queue.
 
 use super::counters::Counters;
+use super::wait::{InTask, InThread, Wait};
 use super::Shared;
 use crate::signal::Signal;
 use crate::ChannelError;
@@ -75,7 +76,17 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// `handle`. Packets of unsupported types are skipped and counted. An
     /// error comes after the packets before it have been handled and freed:
     /// if some were, the error is returned by the next call.
-    pub fn try_read_batch<F>(&mut self, max: usize, mut handle: F) -> Result<usize, ChannelError>
+    pub fn try_read_batch<F>(&mut self, max: usize, handle: F) -> Result<usize, ChannelError>
+    where
+        F: FnMut(&IncomingPacket, &Payload<'_, M>),
+    {
+        self.read_now(max, handle, true)
+    }
+
+    /// [`try_read_batch`](Self::try_read_batch); `receive`: whether a read
+    /// that finds the ring empty takes in the signal first, to learn of a
+    /// close that nobody took in yet (a waiting read learns of it by waiting).
+    fn read_now<F>(&mut self, max: usize, mut handle: F, receive: bool) -> Result<usize, ChannelError>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
@@ -138,7 +149,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         // `self.deferred` is `None` here (taken above); it is set only when
         // there is an error to defer, not rewritten with `None` on every call.
         match failure {
-            None if drained && packets == 0 && skipped == 0 && self.peer_closed_and_drained()? => {
+            None if drained && packets == 0 && skipped == 0 && self.peer_closed_and_drained(receive)? => {
                 self.shared.fail_transactions();
                 Err(ChannelError::Closed)
             }
@@ -158,8 +169,30 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         &mut self,
         cx: &mut Context<'_>,
         max: usize,
-        mut handle: F,
+        handle: F,
     ) -> Poll<Result<usize, ChannelError>>
+    where
+        F: FnMut(&IncomingPacket, &Payload<'_, M>),
+    {
+        self.read_waiting(&mut InTask(cx), max, handle)
+    }
+
+    /// Like [`poll_read_batch`](Self::poll_read_batch), but blocks the
+    /// calling thread, which waits on the signal itself (an fd-backed signal
+    /// is polled right here, with no reactor and no other thread).
+    pub fn read_batch_blocking<F>(&mut self, max: usize, mut handle: F) -> Result<usize, ChannelError>
+    where
+        F: FnMut(&IncomingPacket, &Payload<'_, M>),
+    {
+        loop {
+            if let Poll::Ready(result) = self.read_waiting(&mut InThread, max, &mut handle) {
+                return result;
+            }
+        }
+    }
+
+    /// The waiting read, waiting through `wait`.
+    fn read_waiting<F>(&mut self, wait: &mut impl Wait, max: usize, mut handle: F) -> Poll<Result<usize, ChannelError>>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
@@ -169,7 +202,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         let mut polled = false;
         loop {
             let seen = self.signal.notifier().generation();
-            let handled = self.try_read_batch(max, &mut handle)?;
+            let handled = self.read_now(max, &mut handle, false)?;
             if handled > 0 {
                 return Poll::Ready(Ok(handled));
             }
@@ -185,13 +218,11 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             if !self.ring.prepare_to_sleep()? {
                 continue;
             }
-            let notifier = self.signal.notifier();
             if closed {
                 self.shared.fail_transactions();
                 return Poll::Ready(Err(ChannelError::Closed));
             }
-            if notifier.poll_wait(cx, seen).is_pending() {
-                Counters::add(&self.shared.counters.read_waits, 1);
+            if wait.wait(&*self.signal, seen, &self.shared.counters.read_waits)?.is_pending() {
                 return Poll::Pending;
             }
         }
@@ -255,7 +286,10 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// again after it, so a packet committed just before the close is not
     /// taken for the end. Looked at only when the ring was empty, so reads
     /// that find packets pay nothing for it.
-    fn peer_closed_and_drained(&mut self) -> Result<bool, ChannelError> {
+    fn peer_closed_and_drained(&mut self, receive: bool) -> Result<bool, ChannelError> {
+        if receive {
+            self.signal.receive();
+        }
         Ok(self.signal.notifier().is_closed() && !self.ring.has_data()?)
     }
 
@@ -272,7 +306,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// peer has closed.
     pub fn try_read(&mut self) -> Result<Option<Packet>, ChannelError> {
         let mut packet = None;
-        self.try_read_batch(1, |header, payload| packet = Some(owned(header, payload)))?;
+        self.try_read_batch(1, |header, payload| packet = Some(Packet::copied(header, payload)))?;
         Ok(packet)
     }
 
@@ -280,7 +314,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     pub async fn read(&mut self) -> Result<Packet, ChannelError> {
         loop {
             let mut packet = None;
-            self.read_batch(1, |header, payload| packet = Some(owned(header, payload))).await?;
+            self.read_batch(1, |header, payload| packet = Some(Packet::copied(header, payload))).await?;
             if let Some(packet) = packet {
                 return Ok(packet);
             }
@@ -288,8 +322,11 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     }
 }
 
-fn owned<M: RingMem>(header: &IncomingPacket, payload: &Payload<'_, M>) -> Packet {
-    Packet { header: header.clone(), payload: payload.to_vec() }
+impl Packet {
+    /// The packet with its payload copied out of the ring.
+    pub(crate) fn copied<M: RingMem>(header: &IncomingPacket, payload: &Payload<'_, M>) -> Self {
+        Packet { header: header.clone(), payload: payload.to_vec() }
+    }
 }
 
 impl<M, S> Drop for QueueReader<M, S> {

@@ -1,6 +1,7 @@
 //! The write half of a queue.
 
 use super::counters::Counters;
+use super::wait::{InTask, InThread, Wait};
 use super::Shared;
 use crate::signal::Signal;
 use crate::transaction::{Completion, Transactions};
@@ -36,6 +37,12 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         if wrote_any {
             self.stop_waiting_for_space();
         }
+        if let Err(ChannelError::Full { .. }) = written {
+            // A full ring may be a dead peer's: take in a close nobody has
+            // taken in yet (only here, not on every write).
+            self.signal.receive();
+            self.check_open()?;
+        }
         written
     }
 
@@ -47,6 +54,28 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     pub fn poll_write_batch(
         &mut self,
         cx: &mut Context<'_>,
+        packets: &[PacketWithPayload<'_>],
+        written: &mut usize,
+    ) -> Poll<Result<(), ChannelError>> {
+        self.write_waiting(&mut InTask(cx), packets, written)
+    }
+
+    /// Like [`write_batch`](Self::write_batch), but blocks the calling
+    /// thread, which waits on the signal itself (an fd-backed signal is
+    /// polled right here, with no reactor and no other thread).
+    pub fn write_batch_blocking(&mut self, packets: &[PacketWithPayload<'_>]) -> Result<(), ChannelError> {
+        let mut written = 0;
+        loop {
+            if let Poll::Ready(result) = self.write_waiting(&mut InThread, packets, &mut written) {
+                return result;
+            }
+        }
+    }
+
+    /// The waiting write, waiting through `wait`.
+    fn write_waiting(
+        &mut self,
+        wait: &mut impl Wait,
         packets: &[PacketWithPayload<'_>],
         written: &mut usize,
     ) -> Poll<Result<(), ChannelError>> {
@@ -79,8 +108,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
                 continue;
             }
             self.waiting_for_space = true;
-            if self.signal.notifier().poll_wait(cx, seen).is_pending() {
-                Counters::add(&self.shared.counters.write_waits, 1);
+            if wait.wait(&*self.signal, seen, &self.shared.counters.write_waits)?.is_pending() {
                 return Poll::Pending;
             }
         }

@@ -1,366 +1,214 @@
-//! Signals over Linux eventfds, for a trusted peer: the kernel (a KVM-based
-//! VMM hands the same fds to ioeventfd/irqfd) or a process this one trusts.
-//! An untrusted process gets a [`SocketSignal`](super::SocketSignal) instead.
+//! Signals over Linux eventfds, shaped as KVM uses them: one eventfd the
+//! peer kicks this end on (an ioeventfd), one this end kicks the peer on
+//! (an irqfd). For a trusted peer; an untrusted process gets a
+//! [`SocketSignal`](super::SocketSignal) instead.
 
-use super::socket::{check_stream_socket, drain};
-use super::{Notifier, Signal};
-use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
-use rustix::io::Errno;
+use super::fd_receiver::{FdKind, FdReceiver};
+use super::{Notifier, PeerEvent, Signal};
+use crate::reactor::Reactor;
+use rustix::event::{eventfd, EventfdFlags};
+use rustix::fs::OFlags;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-
-/// The fds one end of an eventfd signal needs.
-///
-/// Both ends hold the same two eventfds (the same open file descriptions),
-/// so give these only to a peer you trust; see [`EventFdSignal`].
-#[derive(Debug)]
-pub struct EventFdSignalFds {
-    /// Eventfd this end writes to signal the peer.
-    pub to_peer: OwnedFd,
-    /// Eventfd the peer writes to signal this end.
-    pub from_peer: OwnedFd,
-    /// One end of a socket pair; the peer holds the other. Its hang-up tells
-    /// this end the peer is gone, even if the peer died without closing.
-    pub liveness: OwnedFd,
-}
-
-impl EventFdSignalFds {
-    /// The fds of two connected ends.
-    pub fn pair() -> io::Result<(Self, Self)> {
-        let flags = EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK;
-        let a_to_b = eventfd(0, flags)?;
-        let b_to_a = eventfd(0, flags)?;
-        let (a_live, b_live) = UnixStream::pair()?;
-        let a = Self { to_peer: a_to_b.try_clone()?, from_peer: b_to_a.try_clone()?, liveness: a_live.into() };
-        let b = Self { to_peer: b_to_a, from_peer: a_to_b, liveness: b_live.into() };
-        Ok((a, b))
-    }
-
-    /// Checks, where it is cheap, that these are the fds an end needs: two
-    /// eventfds (told apart from other fds through `/proc/self/fd`, so not
-    /// checked without `/proc`) and a stream socket. Says what is wrong if
-    /// not.
-    pub(crate) fn check(&self) -> Result<(), String> {
-        check_eventfd(self.to_peer.as_fd()).map_err(|error| format!("to_peer: {error}"))?;
-        check_eventfd(self.from_peer.as_fd()).map_err(|error| format!("from_peer: {error}"))?;
-        check_stream_socket(self.liveness.as_fd()).map_err(|error| format!("liveness: {error}"))
-    }
-}
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// What `/proc/self/fd/N` links to for an eventfd.
 const EVENTFD_LINK: &str = "anon_inode:[eventfd]";
 
 /// Checks that `fd` is an eventfd, if `/proc` can tell.
-fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), String> {
+pub(crate) fn check_eventfd(fd: BorrowedFd<'_>) -> Result<(), String> {
     rustix::fs::fstat(fd).map_err(|error| format!("cannot stat it: {error}"))?;
     match std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())) {
         Ok(target) if target.as_os_str() == EVENTFD_LINK => Ok(()),
         Ok(target) => Err(format!("it is not an eventfd but {}", target.display())),
-        // No /proc: nothing cheap tells an eventfd apart; the waiter copes
-        // with other fds by closing.
+        // No /proc: nothing cheap tells an eventfd apart; a read that is not
+        // an eventfd's closes the notifier instead.
         Err(_) => Ok(()),
     }
 }
 
-/// One end of an eventfd signal, for a **trusted** peer.
+/// One end of an eventfd signal, for a **trusted** peer: KVM (the VMM
+/// registers `from_peer` as an ioeventfd and `to_peer` as an irqfd), or a
+/// process this one trusts.
 ///
-/// Signalling the peer writes its eventfd. A small thread waits on the
-/// peer's eventfd and on the liveness socket and feeds the [`Notifier`], so
-/// async tasks and blocked threads wake without any particular executor. The
-/// raw fds are exposed for wiring to a reactor or to KVM instead.
+/// Signalling the peer adds 1 to `to_peer`. Receiving reads `from_peer`'s
+/// counter without waiting, in the waiting task or thread itself: however
+/// many kicks arrived since the last read count as one signal. No thread of
+/// its own: an async wait has `from_peer` watched by the signal's
+/// [`Reactor`] (the shared [`Driver`](crate::Driver) unless
+/// [`with_reactor`](Self::with_reactor) chose another), a blocking wait
+/// polls it in the calling thread, and [`AsFd`] hands it to an event loop of
+/// your own.
+///
+/// # The peer closing
+///
+/// An eventfd carries no close: KVM has none to give. A VMM that learns the
+/// guest went away (the VM stopped, the channel was rescinded) says so with
+/// [`peer_closed`](Self::peer_closed); waiters then see
+/// [`PeerEvent::Closed`]. [`close`](Signal::close) does nothing to the peer.
 ///
 /// # Only for a trusted peer
 ///
 /// Both ends use the *same* eventfds, and a file's flags (`O_NONBLOCK`)
 /// belong to the open file description, which every holder shares. A process
-/// holding these fds can therefore clear `O_NONBLOCK` and then fill the
-/// counter, so that [`signal_peer`](Signal::signal_peer) blocks forever, or
-/// race this end's thread for the counter, so that the thread blocks in its
-/// read forever: it then notices neither signals nor the peer's death, and
-/// dropping this end hangs joining it. Nothing on this end can prevent that.
-///
-/// So use it where the peer is the kernel (KVM's ioeventfd and irqfd) or a
-/// process you trust. For a process that must not be trusted, such as a
-/// guest's device backend in its own sandbox, use
-/// [`SocketSignal`](crate::SocketSignal), which shares nothing with the peer;
-/// [`ChannelFds::pair`](crate::ChannelFds::pair) does.
-///
-/// Within that trust, this end copes with a confused peer: an fd that turns
-/// out not to be an eventfd (a pipe hung up, a file at its end) closes the
-/// [`Notifier`] instead of spinning, bytes written to the liveness socket
-/// are ignored (only its end of file means the peer is gone), and
-/// [`close`](Signal::close) only shuts down this end's sending side, so this
-/// end keeps hearing the peer.
+/// holding these fds can therefore clear `O_NONBLOCK`, so that a read here
+/// blocks, or fill the counter, so that [`signal_peer`](Signal::signal_peer)
+/// blocks. Nothing on this end can prevent that. For a process that must not
+/// be trusted use [`SocketSignal`](crate::SocketSignal), which shares
+/// nothing with the peer.
 ///
 /// ```
-/// # #[cfg(target_os = "linux")] {
-/// use vmbus_channel::{EventFdSignal, EventFdSignalFds, Signal};
-/// let (a, b) = EventFdSignalFds::pair().unwrap();
-/// let (a, b) = (EventFdSignal::new(a).unwrap(), EventFdSignal::new(b).unwrap());
+/// use vmbus_channel::{EventFdSignal, PeerEvent, Signal};
+///
+/// let (a, b) = EventFdSignal::pair()?;
 /// let seen = b.notifier().generation();
 /// a.signal_peer();
-/// b.notifier().wait(seen);
-/// drop(a);
-/// b.notifier().wait(b.notifier().generation());
-/// assert!(b.notifier().is_closed());
-/// # }
+/// a.signal_peer();
+/// // Both kicks are one signal, read in this thread.
+/// assert_eq!(b.wait(seen, None), Some(PeerEvent::Signalled));
+/// assert_eq!(b.notifier().generation(), seen + 1);
+/// b.peer_closed();
+/// assert_eq!(b.wait(b.notifier().generation(), None), Some(PeerEvent::Closed));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// With KVM: any owned fd will do ([`OwnedFd`], `std::fs::File`, or any
+/// type that converts into [`OwnedFd`]); a borrowed one ([`AsFd`]) is
+/// duplicated with [`try_clone_to_owned`](BorrowedFd::try_clone_to_owned),
+/// no `unsafe` needed. `vmm-sys-util`'s `EventFd` (0.15) is the exception:
+/// it exposes only a raw fd number, and taking ownership of a raw number is
+/// `unsafe` in any crate. One line does it soundly, on a fresh duplicate
+/// that nothing else owns:
+///
+/// ```
+/// use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+/// use vmbus_channel::EventFdSignal;
+/// use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+///
+/// let ioeventfd = EventFd::new(EFD_NONBLOCK)?; // registered with KVM_IOEVENTFD
+/// let irqfd = EventFd::new(EFD_NONBLOCK)?; // registered with KVM_IRQFD
+/// // SAFETY: `try_clone` returns a new fd (a `dup`) that `into_raw_fd`
+/// // gives up: the `OwnedFd` is its only owner.
+/// let owned = |fd: &EventFd| -> std::io::Result<OwnedFd> {
+///     Ok(unsafe { OwnedFd::from_raw_fd(fd.try_clone()?.into_raw_fd()) })
+/// };
+/// let signal = EventFdSignal::new(owned(&ioeventfd)?, owned(&irqfd)?)?;
+/// # drop(signal);
+/// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct EventFdSignal {
     to_peer: OwnedFd,
-    from_peer: Arc<OwnedFd>,
-    liveness: Arc<OwnedFd>,
-    stop: Arc<OwnedFd>,
-    notifier: Arc<Notifier>,
-    waiter: Option<JoinHandle<()>>,
+    receiver: FdReceiver,
 }
 
 impl EventFdSignal {
-    /// Starts an end over `fds`.
+    /// An end that reads `from_peer` (the eventfd the peer kicks, an
+    /// ioeventfd) and writes `to_peer` (the eventfd this end kicks, an
+    /// irqfd). Starts nothing.
     ///
-    /// Fails with [`io::ErrorKind::InvalidInput`] if `liveness` is not a
-    /// stream socket, or if `/proc` shows that `to_peer` or `from_peer` is
-    /// not an eventfd. Out-of-band data on the liveness socket is made inline
-    /// (`SO_OOBINLINE`), to be ignored like any other stray byte.
+    /// `from_peer` is made non-blocking (`O_NONBLOCK`, which every holder of
+    /// its file description shares): a read must never wait. Fails with
+    /// [`io::ErrorKind::InvalidInput`] if `/proc` shows that either fd is not
+    /// an eventfd.
     ///
     /// ```
     /// use std::os::unix::net::UnixStream;
-    /// use vmbus_channel::{EventFdSignal, EventFdSignalFds};
+    /// use vmbus_channel::EventFdSignal;
     ///
     /// // A socket where an eventfd belongs.
-    /// let (fds, _peer) = EventFdSignalFds::pair()?;
     /// let (socket, _) = UnixStream::pair()?;
-    /// let fds = EventFdSignalFds { from_peer: socket.into(), ..fds };
-    /// let error = EventFdSignal::new(fds).unwrap_err();
+    /// let irqfd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC)?;
+    /// let error = EventFdSignal::new(socket, irqfd).unwrap_err();
     /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn new(fds: EventFdSignalFds) -> io::Result<Self> {
-        fds.check().map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
-        rustix::net::sockopt::set_socket_oobinline(&fds.liveness, true)?;
-        let notifier = Arc::new(Notifier::new());
-        let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
-        let from_peer = Arc::new(fds.from_peer);
-        let liveness = Arc::new(fds.liveness);
-        let waiter = {
-            let (from_peer, liveness, stop, notifier) =
-                (from_peer.clone(), liveness.clone(), stop.clone(), notifier.clone());
-            std::thread::Builder::new()
-                .name("vmbus-signal".into())
-                .spawn(move || wait_for_peer(&from_peer, &liveness, &stop, &notifier))?
-        };
-        Ok(Self { to_peer: fds.to_peer, from_peer, liveness, stop, notifier, waiter: Some(waiter) })
+    pub fn new(from_peer: impl Into<OwnedFd>, to_peer: impl Into<OwnedFd>) -> io::Result<Self> {
+        let (from_peer, to_peer) = (from_peer.into(), to_peer.into());
+        let invalid =
+            |which: &str, error: String| io::Error::new(io::ErrorKind::InvalidInput, format!("{which}: {error}"));
+        check_eventfd(from_peer.as_fd()).map_err(|error| invalid("from_peer", error))?;
+        check_eventfd(to_peer.as_fd()).map_err(|error| invalid("to_peer", error))?;
+        let flags = rustix::fs::fcntl_getfl(&from_peer)?;
+        rustix::fs::fcntl_setfl(&from_peer, flags | OFlags::NONBLOCK)?;
+        Ok(Self { to_peer, receiver: FdReceiver::new(from_peer, FdKind::EventFd) })
     }
 
-    /// The eventfd this end writes to signal the peer (an irqfd, say).
+    /// Two connected ends over two new eventfds, each end holding its own
+    /// duplicates: for tests, and for a trusted peer process that gets one
+    /// end's fds (see [`ChannelFds::pair_with_eventfds`](crate::ChannelFds::pair_with_eventfds)).
+    pub fn pair() -> io::Result<(Self, Self)> {
+        let (a_to_b, b_to_a) = Self::fd_pair()?;
+        Ok((Self::new(b_to_a.try_clone()?, a_to_b.try_clone()?)?, Self::new(a_to_b, b_to_a)?))
+    }
+
+    /// Two new eventfds (close-on-exec, non-blocking): one per direction.
+    pub(crate) fn fd_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+        let flags = EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK;
+        Ok((eventfd(0, flags)?, eventfd(0, flags)?))
+    }
+
+    /// Has async waits watch `from_peer` with `reactor` instead of the
+    /// shared [`Driver`](crate::Driver).
+    pub fn with_reactor(mut self, reactor: impl Reactor) -> Self {
+        self.receiver.set_reactor(Arc::new(reactor));
+        self
+    }
+
+    /// The eventfd this end writes to signal the peer (the irqfd).
     pub fn to_peer_fd(&self) -> BorrowedFd<'_> {
         self.to_peer.as_fd()
     }
 
-    /// The eventfd the peer writes to signal this end (an ioeventfd, say).
+    /// The eventfd the peer writes to signal this end (the ioeventfd); the
+    /// same as [`as_fd`](AsFd::as_fd).
     pub fn from_peer_fd(&self) -> BorrowedFd<'_> {
-        self.from_peer.as_fd()
+        self.receiver.fd()
     }
 
-    /// This end's liveness socket.
-    pub fn liveness_fd(&self) -> BorrowedFd<'_> {
-        self.liveness.as_fd()
+    /// Records that the peer is gone, which the eventfds cannot tell: every
+    /// waiter wakes with [`PeerEvent::Closed`].
+    pub fn peer_closed(&self) {
+        self.receiver.notifier().close();
+        // A thread blocked polling `from_peer` hears of the close only from
+        // the fd: kick it. It reads one spurious signal along with the close.
+        let _ = rustix::io::write(self.receiver.fd(), &1u64.to_ne_bytes());
     }
 }
 
-/// The waiter thread: turns readiness of the peer's eventfd into
-/// notifications, and end of file on the liveness socket into closing.
-///
-/// With a trusted peer nothing here blocks but `poll`: the eventfd is
-/// non-blocking (a peer that clears `O_NONBLOCK` can make the read block; see
-/// [`EventFdSignal`]) and the socket is read with `MSG_DONTWAIT`.
-fn wait_for_peer(from_peer: &OwnedFd, liveness: &OwnedFd, stop: &OwnedFd, notifier: &Notifier) {
-    loop {
-        let mut fds = [
-            PollFd::new(from_peer, PollFlags::IN),
-            PollFd::new(liveness, PollFlags::IN),
-            PollFd::new(stop, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(_) => break,
-        }
-        let [signal, peer, stop] = fds.map(|fd| fd.revents());
-        if !signal.is_empty() {
-            // An eventfd never hangs up or errs (short of a counter the kernel
-            // overflowed), and a read of it takes exactly 8 bytes. Anything
-            // else is not an eventfd, and would be ready forever.
-            if signal.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL) {
-                break;
-            }
-            let mut count = [0; 8];
-            match rustix::io::read(from_peer, &mut count) {
-                Ok(8) => notifier.notify(),
-                Err(Errno::AGAIN | Errno::INTR) => {}
-                Ok(_) | Err(_) => break,
-            }
-        }
-        if !stop.is_empty() {
-            return;
-        }
-        if !peer.is_empty() {
-            // Only end of file (or an error) means the peer is gone; stray
-            // bytes are read and ignored.
-            if drain(liveness.as_fd(), peer).closed {
-                break;
-            }
-        }
+/// The eventfd the peer kicks, for an event loop of one's own: when it is
+/// readable, call [`Signal::receive`] (or wake whatever polls the queue).
+impl AsFd for EventFdSignal {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.receiver.fd()
     }
-    notifier.close();
 }
 
 impl Signal for EventFdSignal {
     fn signal_peer(&self) {
-        // A full counter (2^64 - 2 pending signals) still wakes the peer,
-        // so a failed write loses nothing.
+        // A full counter (2^64 - 2 pending kicks) still wakes the peer, so a
+        // failed write loses nothing.
         let _ = rustix::io::write(&self.to_peer, &1u64.to_ne_bytes());
     }
 
     fn notifier(&self) -> &Notifier {
-        &self.notifier
+        self.receiver.notifier()
     }
 
-    fn close(&self) {
-        // The peer sees end of file; this end still hears the peer's close.
-        let _ = rustix::net::shutdown(&*self.liveness, rustix::net::Shutdown::Write);
-    }
-}
-
-impl Drop for EventFdSignal {
-    fn drop(&mut self) {
-        self.close();
-        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
-        if let Some(waiter) = self.waiter.take() {
-            let _ = waiter.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-    use std::os::unix::net::UnixStream;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    const TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// Runs `f` on its own thread, panicking if it takes longer than [`TIMEOUT`].
-    fn bounded<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (done, result) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(f());
-        });
-        result.recv_timeout(TIMEOUT).unwrap_or_else(|error| panic!("{what}: {error}"))
+    fn poll_signal(&self, cx: &mut Context<'_>, seen: u64) -> Poll<io::Result<PeerEvent>> {
+        self.receiver.poll_signal(cx, seen)
     }
 
-    /// Runs the waiter thread over `from_peer` and `liveness` and expects it
-    /// to end by itself; returns the notifier it fed.
-    fn waiter_ends_by_itself(from_peer: OwnedFd, liveness: OwnedFd) -> Arc<Notifier> {
-        let notifier = Arc::new(Notifier::new());
-        let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).unwrap();
-        let fed = notifier.clone();
-        bounded("the waiter", move || wait_for_peer(&from_peer, &liveness, &stop, &fed));
-        notifier
+    fn wait(&self, seen: u64, deadline: Option<Instant>) -> Option<PeerEvent> {
+        self.receiver.wait(seen, deadline)
     }
 
-    /// The waiter over a notifier: waits until it moved past `seen`, or closed.
-    fn wait_for_news(signal: EventFdSignal, seen: u64) -> EventFdSignal {
-        bounded("waiting for the notifier", move || {
-            signal.notifier().wait(seen);
-            signal
-        })
+    fn receive(&self) {
+        self.receiver.receive();
     }
 
-    #[test]
-    fn a_hung_up_socket_where_the_eventfd_belongs_closes_instead_of_spinning() {
-        let (from_peer, hung_up) = UnixStream::pair().unwrap();
-        drop(hung_up);
-        let (liveness, _peer) = UnixStream::pair().unwrap();
-        let notifier = waiter_ends_by_itself(from_peer.into(), liveness.into());
-        assert!(notifier.is_closed());
-        assert_eq!(notifier.generation(), 0, "a hang-up is no signal");
-    }
-
-    #[test]
-    fn a_file_at_its_end_where_the_eventfd_belongs_closes_instead_of_spinning() {
-        let from_peer = std::fs::File::open("/dev/null").unwrap();
-        let (liveness, _peer) = UnixStream::pair().unwrap();
-        let notifier = waiter_ends_by_itself(from_peer.into(), liveness.into());
-        assert!(notifier.is_closed());
-    }
-
-    #[test]
-    fn new_rejects_fds_that_are_not_eventfds() {
-        if !std::path::Path::new("/proc/self/fd").exists() {
-            eprintln!("skipped: no /proc to tell eventfds apart");
-            return;
-        }
-        // /dev/zero reads as a counter forever: the waiter cannot tell it apart.
-        for field in ["to_peer", "from_peer", "liveness"] {
-            let (fds, _peer) = EventFdSignalFds::pair().unwrap();
-            let zero = OwnedFd::from(std::fs::File::open("/dev/zero").unwrap());
-            let fds = match field {
-                "to_peer" => EventFdSignalFds { to_peer: zero, ..fds },
-                "from_peer" => EventFdSignalFds { from_peer: zero, ..fds },
-                _ => EventFdSignalFds { liveness: zero, ..fds },
-            };
-            let error = EventFdSignal::new(fds).unwrap_err();
-            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{field}: {error}");
-            assert!(error.to_string().starts_with(field), "{field}: {error}");
-        }
-    }
-
-    #[test]
-    fn stray_bytes_on_the_liveness_socket_are_not_a_close() {
-        let (ours, theirs) = EventFdSignalFds::pair().unwrap();
-        let mut ours = EventFdSignal::new(ours).unwrap();
-        let mut liveness = UnixStream::from(theirs.liveness);
-        liveness.write_all(&[0; 1000]).unwrap();
-        for _ in 0..2 {
-            // The second round starts after the waiter handled all of the first.
-            let seen = ours.notifier().generation();
-            rustix::io::write(&theirs.to_peer, &1u64.to_ne_bytes()).unwrap();
-            ours = wait_for_news(ours, seen);
-            assert!(!ours.notifier().is_closed(), "stray bytes closed the notifier");
-        }
-        // End of file does close it.
-        drop(liveness);
-        let ours = bounded("waiting for the close", move || {
-            while !ours.notifier().is_closed() {
-                ours.notifier().wait(ours.notifier().generation());
-            }
-            ours
-        });
-        bounded("dropping", move || drop(ours));
-    }
-
-    #[test]
-    fn close_is_a_half_close() {
-        let (a, b) = EventFdSignalFds::pair().unwrap();
-        let (a, b) = (EventFdSignal::new(a).unwrap(), EventFdSignal::new(b).unwrap());
-        a.close();
-        let b = bounded("waiting for the close", move || {
-            while !b.notifier().is_closed() {
-                b.notifier().wait(b.notifier().generation());
-            }
-            b
-        });
-        let seen = a.notifier().generation();
-        b.signal_peer();
-        let a = wait_for_news(a, seen);
-        assert!(a.notifier().generation() > seen);
-        assert!(!a.notifier().is_closed(), "closing one end left its own notifier open");
-        bounded("dropping", move || drop((a, b)));
-    }
+    /// Nothing: an eventfd cannot carry a close (see [`EventFdSignal`]).
+    fn close(&self) {}
 }

@@ -5,8 +5,10 @@
 //! open file description: nothing the peer does to its socket (clearing
 //! `O_NONBLOCK`, never reading, flooding) can make a call on this end block.
 
-use super::{Notifier, Signal};
-use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use super::fd_receiver::{FdKind, FdReceiver};
+use super::{Notifier, PeerEvent, Signal};
+use crate::reactor::Reactor;
+use rustix::event::PollFlags;
 use rustix::fs::FileType;
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, Shutdown, SocketType};
@@ -14,13 +16,14 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// Bytes taken from the socket per `recv` while draining it.
 const DRAIN_CHUNK: usize = 256;
-/// Most `recv` calls per wake-up, so a peer that floods the socket cannot
-/// keep the waiter from noticing a stop (or from notifying) for long.
-const MAX_READS_PER_WAKE: usize = 16;
+/// Most `recv` calls per read of the socket, so a peer that floods it
+/// cannot keep a waiter reading for long.
+const MAX_READS_PER_TAKE: usize = 16;
 
 /// One end of a signal carried over one `AF_UNIX` stream socket of a
 /// `socketpair`: the signal for a peer in another process that must not be
@@ -31,64 +34,60 @@ const MAX_READS_PER_WAKE: usize = 16;
 ///   already sent, the send fails with `EAGAIN` and is dropped: the peer
 ///   still has signals to read, so it wakes anyway. A gone peer is ignored
 ///   too (the [`Notifier`] reports it).
-/// - A small thread polls the socket and a private stop eventfd. When bytes
-///   arrive it drains them without waiting, a bounded number of reads per
-///   wake-up, and notifies the [`Notifier`] once; the bytes' values mean
-///   nothing, so a peer sending garbage only causes spurious wake-ups. End of
-///   file, a socket error, or a hang-up closes the [`Notifier`]: the peer
-///   closed its end, shut it down, or died.
+/// - Receiving reads the socket without waiting, in the waiting task or
+///   thread itself: no thread of its own. The bytes' values mean nothing,
+///   so a peer sending garbage only causes spurious wake-ups, and any number
+///   of bytes read at once is one signal. End of file, a socket error, or a
+///   hang-up closes the [`Notifier`]: the peer closed its end, shut it down,
+///   or died.
+/// - An async wait that finds nothing has the socket watched by the
+///   signal's [`Reactor`] (the shared [`Driver`](crate::Driver) unless
+///   [`with_reactor`](Self::with_reactor) chose another); a blocking wait
+///   ([`Signal::wait`]) polls the socket in the calling thread. The socket
+///   is also there for your own event loop ([`AsFd`]).
 /// - [`close`](Signal::close) shuts down this end's sending side only: the
 ///   peer sees end of file, and this end still receives the peer's signals
-///   until the peer closes too.
-/// - Dropping closes, stops the thread and joins it. Neither the thread nor
-///   any method makes a call that can block on something the peer controls,
-///   so dropping always returns.
+///   until the peer closes too. Dropping closes.
 ///
 /// Unlike [`EventFdSignal`](crate::EventFdSignal), whose eventfds are shared
 /// with the peer, this holds up against a hostile process, provided this
-/// process is the only one holding this end's socket.
+/// process is the only one holding this end's socket: no call on it can
+/// block on something the peer controls.
 ///
 /// ```
-/// use vmbus_channel::{Signal, SocketSignal};
+/// use vmbus_channel::{PeerEvent, Signal, SocketSignal};
 ///
 /// let (a, b) = SocketSignal::pair()?;
 /// let seen = b.notifier().generation();
 /// a.signal_peer();
-/// b.notifier().wait(seen); // returns once the byte arrived
+/// assert_eq!(b.wait(seen, None), Some(PeerEvent::Signalled)); // polls b's socket in this thread
 /// assert!(b.notifier().generation() > seen);
 ///
 /// // Closing is a half-close: the peer sees it, this end still hears the peer.
 /// a.close();
-/// b.notifier().wait(b.notifier().generation());
-/// assert!(b.notifier().is_closed());
-/// assert!(!a.notifier().is_closed());
+/// assert_eq!(b.wait(b.notifier().generation(), None), Some(PeerEvent::Closed));
 /// let seen = a.notifier().generation();
 /// b.signal_peer();
-/// a.notifier().wait(seen);
-/// assert!(a.notifier().generation() > seen);
+/// assert_eq!(a.wait(seen, None), Some(PeerEvent::Signalled));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
 pub struct SocketSignal {
-    socket: Arc<OwnedFd>,
-    stop: Arc<OwnedFd>,
-    notifier: Arc<Notifier>,
-    waiter: Option<JoinHandle<()>>,
+    receiver: FdReceiver,
 }
 
 impl SocketSignal {
     /// Two connected ends over a new socket pair (close-on-exec): keep one,
     /// and give the other's socket to the peer process, e.g. with
     /// [`ChannelFds`](crate::ChannelFds). To hand a socket over before
-    /// starting any end, make the pair with [`UnixStream::pair`] and start
-    /// this end with [`new`](Self::new).
+    /// making any end, make the pair with [`UnixStream::pair`] and make this
+    /// end with [`new`](Self::new).
     ///
     /// ```
-    /// use vmbus_channel::{Signal, SocketSignal};
+    /// use vmbus_channel::{PeerEvent, Signal, SocketSignal};
     /// let (a, b) = SocketSignal::pair()?;
     /// drop(a);
-    /// b.notifier().wait(b.notifier().generation());
-    /// assert!(b.notifier().is_closed());
+    /// assert_eq!(b.wait(b.notifier().generation(), None), Some(PeerEvent::Closed));
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn pair() -> io::Result<(Self, Self)> {
@@ -96,8 +95,9 @@ impl SocketSignal {
         Ok((Self::new(a)?, Self::new(b)?))
     }
 
-    /// Starts an end over `socket`, one socket of a connected stream socket
-    /// pair whose other socket the peer holds.
+    /// An end over `socket`, one socket of a connected stream socket pair
+    /// whose other socket the peer holds. Starts nothing: the socket is read
+    /// by whoever waits.
     ///
     /// This process must be the only holder of `socket`'s open file
     /// description: a peer sharing it could set its flags. The socket's own
@@ -122,26 +122,25 @@ impl SocketSignal {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn new(socket: impl Into<OwnedFd>) -> io::Result<Self> {
-        let socket = Arc::new(socket.into());
+        let socket = socket.into();
         check_stream_socket(socket.as_fd()).map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
-        rustix::net::sockopt::set_socket_oobinline(&*socket, true)?;
-        let notifier = Arc::new(Notifier::new());
-        let stop = Arc::new(eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?);
-        let waiter = {
-            let (socket, stop, notifier) = (socket.clone(), stop.clone(), notifier.clone());
-            std::thread::Builder::new()
-                .name("vmbus-signal".into())
-                .spawn(move || wait_for_peer(socket.as_fd(), stop.as_fd(), &notifier))?
-        };
-        Ok(Self { socket, stop, notifier, waiter: Some(waiter) })
+        rustix::net::sockopt::set_socket_oobinline(&socket, true)?;
+        Ok(Self { receiver: FdReceiver::new(socket, FdKind::Socket) })
     }
 
-    /// This end's socket, e.g. to watch it for hang-up from a reactor.
-    ///
-    /// This end's thread reads it: bytes read from it elsewhere are signals
-    /// the [`Notifier`] never sees.
-    pub fn socket_fd(&self) -> BorrowedFd<'_> {
-        self.socket.as_fd()
+    /// Has async waits watch the socket with `reactor` instead of the shared
+    /// [`Driver`](crate::Driver).
+    pub fn with_reactor(mut self, reactor: impl Reactor) -> Self {
+        self.receiver.set_reactor(Arc::new(reactor));
+        self
+    }
+}
+
+/// The socket, for an event loop of one's own: when it is readable, call
+/// [`Signal::receive`] (or wake whatever polls the queue).
+impl AsFd for SocketSignal {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.receiver.fd()
     }
 }
 
@@ -163,7 +162,7 @@ pub(crate) fn check_stream_socket(fd: BorrowedFd<'_>) -> Result<(), String> {
 
 /// What [`drain`] found on a socket.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Drained {
+pub(crate) struct Drained {
     /// At least one byte arrived.
     pub bytes: bool,
     /// The peer is gone: end of file, a socket error, or a hang-up with no
@@ -172,14 +171,15 @@ pub(super) struct Drained {
 }
 
 /// Reads whatever is queued on `socket` without waiting, in at most
-/// [`MAX_READS_PER_WAKE`] reads, after `poll` reported `revents` for it.
+/// [`MAX_READS_PER_TAKE`] reads; `revents` is what a poll reported for it
+/// (empty if none did).
 ///
 /// Only `recv` with `MSG_DONTWAIT` touches the socket, so this never blocks,
 /// whatever the peer did to its own socket.
-pub(super) fn drain(socket: BorrowedFd<'_>, revents: PollFlags) -> Drained {
+pub(crate) fn drain(socket: BorrowedFd<'_>, revents: PollFlags) -> Drained {
     let mut buf = [0; DRAIN_CHUNK];
     let mut drained = Drained::default();
-    for _ in 0..MAX_READS_PER_WAKE {
+    for _ in 0..MAX_READS_PER_TAKE {
         match rustix::net::recv(socket, &mut buf, RecvFlags::DONTWAIT) {
             Ok((0, _)) => {
                 drained.closed = true;
@@ -211,39 +211,11 @@ pub(super) fn drain(socket: BorrowedFd<'_>, revents: PollFlags) -> Drained {
     drained
 }
 
-/// The waiter thread: turns bytes on the socket into notifications and the
-/// socket's end into closing, until `stop` is written.
-fn wait_for_peer(socket: BorrowedFd<'_>, stop: BorrowedFd<'_>, notifier: &Notifier) {
-    loop {
-        let mut fds = [PollFd::new(&socket, PollFlags::IN), PollFd::new(&stop, PollFlags::IN)];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(_) => break,
-        }
-        let [peer, stop] = fds.map(|fd| fd.revents());
-        if !peer.is_empty() {
-            let drained = drain(socket, peer);
-            // Signals sent before the peer went away are delivered first.
-            if drained.bytes {
-                notifier.notify();
-            }
-            if drained.closed {
-                break;
-            }
-        }
-        if !stop.is_empty() {
-            return;
-        }
-    }
-    notifier.close();
-}
-
 impl Signal for SocketSignal {
     fn signal_peer(&self) {
         let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
         loop {
-            match rustix::net::send(&*self.socket, &[1], flags) {
+            match rustix::net::send(self.receiver.fd(), &[1], flags) {
                 Err(Errno::INTR) => continue,
                 // EAGAIN: the peer has not read earlier signals, so it wakes
                 // anyway. EPIPE, ECONNRESET: the peer is gone, which the
@@ -254,20 +226,28 @@ impl Signal for SocketSignal {
     }
 
     fn notifier(&self) -> &Notifier {
-        &self.notifier
+        self.receiver.notifier()
+    }
+
+    fn poll_signal(&self, cx: &mut Context<'_>, seen: u64) -> Poll<io::Result<PeerEvent>> {
+        self.receiver.poll_signal(cx, seen)
+    }
+
+    fn wait(&self, seen: u64, deadline: Option<Instant>) -> Option<PeerEvent> {
+        self.receiver.wait(seen, deadline)
+    }
+
+    fn receive(&self) {
+        self.receiver.receive();
     }
 
     fn close(&self) {
-        let _ = rustix::net::shutdown(&*self.socket, Shutdown::Write);
+        let _ = rustix::net::shutdown(self.receiver.fd(), Shutdown::Write);
     }
 }
 
 impl Drop for SocketSignal {
     fn drop(&mut self) {
         self.close();
-        let _ = rustix::io::write(&*self.stop, &1u64.to_ne_bytes());
-        if let Some(waiter) = self.waiter.take() {
-            let _ = waiter.join();
-        }
     }
 }

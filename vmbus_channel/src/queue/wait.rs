@@ -1,0 +1,46 @@
+//! How a read or a write that must wait for the peer waits: in a task
+//! (polling the signal with a `Context`) or in the calling thread (the
+//! signal's blocking wait, which polls its fd right there).
+
+use super::counters::Counters;
+use crate::signal::{PeerEvent, Signal};
+use crate::ChannelError;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+
+/// A way to wait for the peer's next signal after `seen`.
+pub(crate) trait Wait {
+    /// `Ready` once the peer signalled or closed; `Pending` if the task
+    /// must be polled again once woken. Adds 1 to `waits` if it had to wait.
+    fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>>;
+}
+
+/// Waits in a task.
+pub(crate) struct InTask<'a, 'b>(pub &'a mut Context<'b>);
+
+impl Wait for InTask<'_, '_> {
+    fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>> {
+        let poll = signal.poll_signal(self.0, seen).map_err(ChannelError::from);
+        if poll.is_pending() {
+            Counters::add(waits, 1);
+        }
+        poll
+    }
+}
+
+/// Blocks the calling thread: never `Pending`.
+pub(crate) struct InThread;
+
+impl Wait for InThread {
+    fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>> {
+        if let Some(event) = signal.notifier().news(seen) {
+            return Poll::Ready(Ok(event));
+        }
+        Counters::add(waits, 1);
+        loop {
+            if let Some(event) = signal.wait(seen, None) {
+                return Poll::Ready(Ok(event));
+            }
+        }
+    }
+}
