@@ -18,17 +18,21 @@
 //! cargo run --release -p vmbus_channel --example pingpong -- --busy-poll 50
 //! ```
 //!
-//! By default a reader that finds its ring empty sleeps until the peer's
-//! signal wakes it, so every round trip pays for two signals (a write to the
-//! socket or eventfd and a thread wake-up each). `--busy-poll MICROS` has
+//! Both processes wait in their own threads (`read_batch_blocking`,
+//! `write_batch_blocking`): a thread that finds its ring empty polls the
+//! signal's socket or eventfd itself, with no thread of the library in
+//! between, so every round trip pays for two signals (a write to the socket
+//! or eventfd and a thread wake-up each) and nothing more. `--busy-poll MICROS` has
 //! the readers of both processes poll the ring first, for up to that long,
 //! with the interrupt mask set so the writer sends no signal
 //! (`QueueReader::set_busy_poll`): far lower latency, for a CPU spinning on
 //! each side while it waits.
 //!
 //! If the guest dies, the host learns it from the channel closing (the
-//! signal's socket hangs up), reports it, and exits non-zero; every wait in
-//! the host is bounded.
+//! signal's socket hangs up; eventfds carry no close, so there the host's
+//! deadline does), reports it, and exits non-zero; every wait in the host is
+//! bounded. The host ends the run with a quit packet, which the guest needs
+//! with eventfds.
 
 #[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
@@ -46,18 +50,18 @@ mod linux {
     use std::error::Error;
     use std::ffi::OsString;
     use std::fs;
-    use std::future::{poll_fn, Future};
+    use std::future::Future;
     use std::io::{self, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
     use std::pin::pin;
     use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-    use std::task::Poll;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
     use std::thread;
     use std::time::{Duration, Instant};
     use vmbus_channel::{
-        block_on, block_on_until, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, ProcessSignal, Queue,
-        QueueCounters, QueueReader,
+        block_on_until, ChannelError, ChannelFds, MemfdChannel, PacketWithPayload, ProcessSignal, Queue, QueueCounters,
     };
     use vmbus_ring::{
         GpaRangeBuf, MappedRingMem, MappingLayout, OutgoingPacket, RingMem, RingState, TransferPageRange,
@@ -106,6 +110,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
     const CMD_STATS: u32 = 3;
     const STREAM_ID: u64 = 0;
     const DUMP_ID: u64 = 0xd0d0;
+    const QUIT_ID: u64 = 0x9019;
 
     #[derive(Debug)]
     struct Options {
@@ -226,11 +231,12 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         let mut actions = Vec::new();
         let mut buffers: Vec<Vec<u8>> = Vec::new();
         loop {
-            let read = block_on(reader.read_batch(256, |header, payload| {
+            let read = reader.read_batch_blocking(256, None, |header, payload| {
                 let len = payload.len();
                 if !header.completion_requested {
                     match header.transaction_id {
                         DUMP_ID => actions.push(Action::Dump),
+                        QUIT_ID => actions.push(Action::Quit),
                         _ => {
                             // Consume the data as a real device would: copy it out.
                             if let Some(buf) = scratch.get_mut(..len) {
@@ -255,7 +261,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
                     CMD_STATS => Action::Stats(id),
                     _ => Action::Reply(id, Vec::new()),
                 });
-            }));
+            });
             match read {
                 Ok(_) => {}
                 Err(ChannelError::Closed) => return Ok(()),
@@ -271,7 +277,8 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
                         replies.push((id, std::mem::take(&mut stream_bytes).to_le_bytes().to_vec()));
                     }
                     Action::Stats(id) => replies.push((id, encode_counters(&reader.counters()))),
-                    Action::Dump => with_sample_packets(|packets| block_on(writer.write_batch(packets)))??,
+                    Action::Dump => with_sample_packets(|packets| writer.write_batch_blocking(packets, None))??,
+                    Action::Quit => return Ok(()),
                 }
             }
             if replies.is_empty() {
@@ -283,7 +290,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
                 .zip(&pieces)
                 .map(|((id, _), piece)| (OutgoingPacket::completion(*id), &piece[..]))
                 .collect();
-            block_on(writer.write_batch(&packets))?;
+            writer.write_batch_blocking(&packets, None)?;
             drop(packets);
             drop(pieces);
             buffers.extend(replies.into_iter().map(|(_, payload)| payload));
@@ -295,6 +302,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         StreamEnd(u64),
         Stats(u64),
         Dump,
+        Quit,
     }
 
     /// One packet of each type, as the guest sends them for `--dump`.
@@ -496,7 +504,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         let channel = MemfdChannel::from_fds(host_fds, MappingLayout::Double)?;
         let incoming_ring = channel.incoming.memory().clone();
         let max_packet = channel.outgoing.max_packet_size();
-        let mut host = Host { queue: Queue::with_transactions(channel, 64), executor: Executor::new() };
+        let mut host = Host { queue: Queue::with_transactions(channel, 64) };
         host.queue.reader().set_busy_poll(options.busy_poll);
 
         println!(
@@ -533,6 +541,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         if let Some(path) = &options.dump {
             host.dump(&incoming_ring, path, child)?;
         }
+        host.queue.writer().write_batch_blocking(&[(OutgoingPacket::in_band(QUIT_ID), &[])], Some(deadline()))?;
         Ok(())
     }
 
@@ -550,7 +559,6 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
 
     struct Host {
         queue: HostQueue,
-        executor: Executor,
     }
 
     impl Host {
@@ -621,8 +629,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
             let start = Instant::now();
             let mut ops = 0;
             while start.elapsed() < budget {
-                let writer = self.queue.writer();
-                self.executor.run(writer.write_batch(&batch), "streaming")??;
+                self.queue.writer().write_batch_blocking(&batch, Some(deadline())).map_err(stalled("streaming"))?;
                 ops += per_batch as u64;
                 progress.update(ops);
             }
@@ -641,13 +648,30 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         }
 
         /// Sends a request and waits for its completion, reading the
-        /// incoming ring (which routes completions) meanwhile.
+        /// incoming ring (which routes completions) in this thread meanwhile.
         fn request(&mut self, payload: &[u8]) -> Result<Vec<u8>, HostError> {
             let queue = &mut self.queue;
-            let completion = self
-                .executor
-                .run(queue.writer().request(&OutgoingPacket::in_band(0), &[payload]), "sending a request")??;
-            Ok(self.executor.run(wait_for_completion(queue.reader(), completion), "waiting for a completion")??)
+            // Writing waits only if the ring is full, which a round trip's
+            // one request never makes it.
+            let completion =
+                block_on_until(queue.writer().request(&OutgoingPacket::in_band(0), &[payload]), deadline())
+                    .ok_or(HostError::Stalled("sending a request"))??;
+            let mut completion = pin!(completion);
+            let waker = Waker::from(Arc::new(NoWake));
+            let deadline = deadline();
+            loop {
+                if let Poll::Ready(result) = completion.as_mut().poll(&mut Context::from_waker(&waker)) {
+                    return Ok(result?);
+                }
+                // Returns once the completion went to its request (or any
+                // other packet came, which this protocol ignores).
+                if let Err(error) = queue.reader().read_batch_blocking(16, Some(deadline), |_, _| {}) {
+                    return match completion.as_mut().poll(&mut Context::from_waker(&waker)) {
+                        Poll::Ready(Ok(payload)) => Ok(payload),
+                        _ => Err(stalled("waiting for a completion")(error)),
+                    };
+                }
+            }
         }
 
         /// The guest's counters (asked for with a request) and the host's.
@@ -664,8 +688,10 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
                 packets.iter().map(|(packet, payload)| packet.size(payload.iter().map(|p| p.len()).sum())).sum()
             })?;
             let before = RingState::read(ring);
-            self.executor
-                .run(self.queue.writer().write(&OutgoingPacket::in_band(DUMP_ID), &[]), "asking for a dump")??;
+            self.queue
+                .writer()
+                .write_batch_blocking(&[(OutgoingPacket::in_band(DUMP_ID), &[])], Some(deadline()))
+                .map_err(stalled("asking for a dump"))?;
             let deadline = Instant::now() + STALL_TIMEOUT;
             loop {
                 let state = RingState::read(ring);
@@ -695,35 +721,6 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
             );
             Ok(())
         }
-    }
-
-    /// Waits for `completion`, reading the incoming ring so the completion
-    /// gets routed to it; fails if the channel closes first.
-    async fn wait_for_completion<F>(
-        reader: &mut QueueReader<MappedRingMem, ProcessSignal>,
-        completion: F,
-    ) -> Result<Vec<u8>, ChannelError>
-    where
-        F: Future<Output = Result<Vec<u8>, ChannelError>>,
-    {
-        let mut completion = pin!(completion);
-        poll_fn(|cx| loop {
-            if let Poll::Ready(result) = completion.as_mut().poll(cx) {
-                return Poll::Ready(result);
-            }
-            match reader.poll_read_batch(cx, 16, |_, _| {}) {
-                // Something other than a completion: not part of this protocol; ignore it.
-                Poll::Ready(Ok(_)) => continue,
-                Poll::Ready(Err(error)) => {
-                    return match completion.as_mut().poll(cx) {
-                        Poll::Ready(Ok(payload)) => Poll::Ready(Ok(payload)),
-                        _ => Poll::Ready(Err(error)),
-                    }
-                }
-                Poll::Pending => return completion.as_mut().poll(cx),
-            }
-        })
-        .await
     }
 
     /// Signals and packets of both sides between two counter snapshots.
@@ -827,17 +824,25 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         }
     }
 
-    /// Drives futures on this thread, giving up after a deadline, so the
-    /// host never waits forever on a stuck guest.
-    struct Executor;
+    /// The deadline of a wait that starts now: the host never waits forever
+    /// on a stuck guest.
+    fn deadline() -> Instant {
+        Instant::now() + STALL_TIMEOUT
+    }
 
-    impl Executor {
-        fn new() -> Self {
-            Self
+    /// Turns a deadline that passed into [`HostError::Stalled`].
+    fn stalled(what: &'static str) -> impl Fn(ChannelError) -> HostError {
+        move |error| match error {
+            ChannelError::TimedOut => HostError::Stalled(what),
+            other => other.into(),
         }
+    }
 
-        fn run<F: Future>(&self, future: F, what: &'static str) -> Result<F::Output, HostError> {
-            block_on_until(future, Instant::now() + STALL_TIMEOUT).ok_or(HostError::Stalled(what))
-        }
+    /// A waker for polling a completion that the reading thread itself
+    /// looks at: nothing to wake.
+    struct NoWake;
+
+    impl Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
     }
 }

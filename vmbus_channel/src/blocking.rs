@@ -72,7 +72,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     pub fn read_blocking(&mut self) -> Result<Packet, ChannelError> {
         loop {
             let mut packet = None;
-            self.read_batch_blocking(1, |header, payload| packet = Some(Packet::copied(header, payload)))?;
+            self.read_batch_blocking(1, None, |header, payload| packet = Some(Packet::copied(header, payload)))?;
             if let Some(packet) = packet {
                 return Ok(packet);
             }
@@ -84,6 +84,6 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     /// [`write`](Self::write), blocking the thread, which waits on the
     /// signal itself (see [`write_batch_blocking`](Self::write_batch_blocking)).
     pub fn write_blocking(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), ChannelError> {
-        self.write_batch_blocking(&[(*packet, payload)])
+        self.write_batch_blocking(&[(*packet, payload)], None)
     }
 }

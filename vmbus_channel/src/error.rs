@@ -39,6 +39,9 @@ pub enum ChannelError {
     /// without transaction matching.
     #[error("this queue does not match transactions; make it with Queue::with_transactions")]
     TransactionsDisabled,
+    /// A blocking call's deadline passed before the peer signalled.
+    #[error("the deadline passed before the peer signalled")]
+    TimedOut,
     /// The peer sent a pipe message that breaks the pipe framing.
     #[error("bad pipe message: {0}")]
     Pipe(&'static str),

@@ -37,7 +37,8 @@
 //! - [`Reactor`] (Linux): what wakes a task waiting on an fd-backed signal:
 //!   [`Driver`], one thread of ours for any number of channel ends (the
 //!   default); `TokioReactor` (feature `tokio`); `AsyncIoReactor` (feature
-//!   `async-io`, for smol); or your own event loop through [`FdWatch`].
+//!   `async-io`, for smol); or your own event loop ([`ExternalReactor`],
+//!   or your own [`Reactor`]).
 //!   Every fd-backed signal is [`AsFd`](std::os::fd::AsFd) as well.
 //! - [`RawChannel`]: incoming ring + outgoing ring + signal; made by
 //!   [`connected_pair`] in one process, [`ChannelFds`] and
@@ -118,7 +119,7 @@ pub use reactor::AsyncIoReactor;
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub use reactor::TokioReactor;
 #[cfg(target_os = "linux")]
-pub use reactor::{Driver, FdWatch, Reactor};
+pub use reactor::{Driver, ExternalReactor, FdWatch, Reactor};
 #[cfg(target_os = "linux")]
 pub use signal::{EventFdSignal, SocketSignal};
 pub use signal::{InProcessSignal, Notifier, PeerEvent, Signal};

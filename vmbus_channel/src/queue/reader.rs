@@ -52,6 +52,15 @@ impl<M: RingMem> Payload<'_, M> {
     }
 }
 
+/// What one non-waiting read did.
+#[derive(Default)]
+struct Read {
+    /// Packets handed to the handler.
+    handled: usize,
+    /// Whether completions went to their requests.
+    routed: bool,
+}
+
 /// The read half of a [`Queue`](crate::Queue).
 #[derive(Debug)]
 pub struct QueueReader<M, S> {
@@ -80,13 +89,13 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
-        self.read_now(max, handle, true)
+        self.read_now(max, handle, true).map(|read| read.handled)
     }
 
     /// [`try_read_batch`](Self::try_read_batch); `receive`: whether a read
     /// that finds the ring empty takes in the signal first, to learn of a
     /// close that nobody took in yet (a waiting read learns of it by waiting).
-    fn read_now<F>(&mut self, max: usize, mut handle: F, receive: bool) -> Result<usize, ChannelError>
+    fn read_now<F>(&mut self, max: usize, mut handle: F, receive: bool) -> Result<Read, ChannelError>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
@@ -94,7 +103,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             return Err(error);
         }
         if max == 0 {
-            return Ok(0);
+            return Ok(Read::default());
         }
         let counters = &self.shared.counters;
         let mut batch = self.ring.read_batch();
@@ -146,6 +155,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if skipped > 0 {
             Counters::add(&counters.unsupported_skipped, skipped);
         }
+        let read = Read { handled, routed: packets > handled as u64 };
         // `self.deferred` is `None` here (taken above); it is set only when
         // there is an error to defer, not rewritten with `None` on every call.
         match failure {
@@ -153,11 +163,11 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                 self.shared.fail_transactions();
                 Err(ChannelError::Closed)
             }
-            None => Ok(handled),
+            None => Ok(read),
             Some(error) if handled == 0 => Err(error),
             Some(error) => {
                 self.deferred = Some(error);
-                Ok(handled)
+                Ok(read)
             }
         }
     }
@@ -179,20 +189,49 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
 
     /// Like [`poll_read_batch`](Self::poll_read_batch), but blocks the
     /// calling thread, which waits on the signal itself (an fd-backed signal
-    /// is polled right here, with no reactor and no other thread).
-    pub fn read_batch_blocking<F>(&mut self, max: usize, mut handle: F) -> Result<usize, ChannelError>
+    /// is polled right here, with no reactor and no other thread), until
+    /// `deadline` (`None`: none) and then fails with
+    /// [`ChannelError::TimedOut`]. Unlike the async read, it also returns
+    /// (with `Ok(0)`) when only completions of this queue's transactions
+    /// arrived: they went to their requests, and a thread waiting for one
+    /// needs to look.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use vmbus_channel::{ChannelError, Queue, SocketSignal, RawChannel};
+    /// use vmbus_ring::{FlatRingMem, OutgoingPacket};
+    ///
+    /// let (a_to_b, b_to_a) = (FlatRingMem::new(4096)?, FlatRingMem::new(4096)?);
+    /// let (a, b) = SocketSignal::pair()?;
+    /// let mut a = Queue::new(RawChannel::new(b_to_a.clone(), a_to_b.clone(), a)?);
+    /// let mut b = Queue::new(RawChannel::new(a_to_b, b_to_a, b)?);
+    /// a.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"hi"])?;
+    /// let mut seen = Vec::new();
+    /// let read = b.reader().read_batch_blocking(8, None, |header, _| seen.push(header.transaction_id))?;
+    /// assert_eq!((read, seen), (1, vec![1]));
+    /// // Nothing more: the deadline ends the wait.
+    /// let soon = Instant::now() + Duration::from_millis(10);
+    /// assert_eq!(b.reader().read_batch_blocking(8, Some(soon), |_, _| {}), Err(ChannelError::TimedOut));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn read_batch_blocking<F>(
+        &mut self,
+        max: usize,
+        deadline: Option<Instant>,
+        mut handle: F,
+    ) -> Result<usize, ChannelError>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
         loop {
-            if let Poll::Ready(result) = self.read_waiting(&mut InThread, max, &mut handle) {
+            if let Poll::Ready(result) = self.read_waiting(&mut InThread(deadline), max, &mut handle) {
                 return result;
             }
         }
     }
 
     /// The waiting read, waiting through `wait`.
-    fn read_waiting<F>(&mut self, wait: &mut impl Wait, max: usize, mut handle: F) -> Poll<Result<usize, ChannelError>>
+    fn read_waiting<F, W: Wait>(&mut self, wait: &mut W, max: usize, mut handle: F) -> Poll<Result<usize, ChannelError>>
     where
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
@@ -202,9 +241,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         let mut polled = false;
         loop {
             let seen = self.signal.notifier().generation();
-            let handled = self.read_now(max, &mut handle, false)?;
-            if handled > 0 {
-                return Poll::Ready(Ok(handled));
+            let read = self.read_now(max, &mut handle, false)?;
+            if read.handled > 0 || (read.routed && W::ENDS_ON_COMPLETIONS) {
+                return Poll::Ready(Ok(read.handled));
             }
             if !polled && !self.busy_poll.is_zero() {
                 polled = true;

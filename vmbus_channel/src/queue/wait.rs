@@ -7,9 +7,15 @@ use crate::signal::{PeerEvent, Signal};
 use crate::ChannelError;
 use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 /// A way to wait for the peer's next signal after `seen`.
 pub(crate) trait Wait {
+    /// Whether a waiting read returns once it routed completions to their
+    /// requests: a blocked thread must, to see them; a task is woken by the
+    /// completion itself.
+    const ENDS_ON_COMPLETIONS: bool;
+
     /// `Ready` once the peer signalled or closed; `Pending` if the task
     /// must be polled again once woken. Adds 1 to `waits` if it had to wait.
     fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>>;
@@ -19,6 +25,8 @@ pub(crate) trait Wait {
 pub(crate) struct InTask<'a, 'b>(pub &'a mut Context<'b>);
 
 impl Wait for InTask<'_, '_> {
+    const ENDS_ON_COMPLETIONS: bool = false;
+
     fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>> {
         let poll = signal.poll_signal(self.0, seen).map_err(ChannelError::from);
         if poll.is_pending() {
@@ -28,19 +36,18 @@ impl Wait for InTask<'_, '_> {
     }
 }
 
-/// Blocks the calling thread: never `Pending`.
-pub(crate) struct InThread;
+/// Blocks the calling thread until news or the deadline (`None`: none),
+/// then [`ChannelError::TimedOut`]: never `Pending`.
+pub(crate) struct InThread(pub Option<Instant>);
 
 impl Wait for InThread {
+    const ENDS_ON_COMPLETIONS: bool = true;
+
     fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>> {
         if let Some(event) = signal.notifier().news(seen) {
             return Poll::Ready(Ok(event));
         }
         Counters::add(waits, 1);
-        loop {
-            if let Some(event) = signal.wait(seen, None) {
-                return Poll::Ready(Ok(event));
-            }
-        }
+        Poll::Ready(signal.wait(seen, self.0).ok_or(ChannelError::TimedOut))
     }
 }

@@ -9,6 +9,7 @@ use crate::ChannelError;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 use vmbus_ring::{OutgoingPacket, OutgoingRing, RingMem, WriteBatch, WriteError};
 
 /// A packet and its payload (a gather list), for batch writes.
@@ -62,11 +63,18 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
 
     /// Like [`write_batch`](Self::write_batch), but blocks the calling
     /// thread, which waits on the signal itself (an fd-backed signal is
-    /// polled right here, with no reactor and no other thread).
-    pub fn write_batch_blocking(&mut self, packets: &[PacketWithPayload<'_>]) -> Result<(), ChannelError> {
+    /// polled right here, with no reactor and no other thread), until
+    /// `deadline` (`None`: none) and then fails with
+    /// [`ChannelError::TimedOut`]; the packets before the one that did not
+    /// fit have been written then.
+    pub fn write_batch_blocking(
+        &mut self,
+        packets: &[PacketWithPayload<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<(), ChannelError> {
         let mut written = 0;
         loop {
-            if let Poll::Ready(result) = self.write_waiting(&mut InThread, packets, &mut written) {
+            if let Poll::Ready(result) = self.write_waiting(&mut InThread(deadline), packets, &mut written) {
                 return result;
             }
         }

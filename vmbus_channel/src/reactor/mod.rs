@@ -12,13 +12,15 @@
 //!   reactor (`AsyncFd`); no thread of ours at all.
 //! - `AsyncIoReactor` (feature `async-io`): the fds go to async-io's
 //!   reactor, which smol and async-std use.
-//! - Your own: implement [`Reactor`] and [`FdWatch`] over your event loop
-//!   (an `event-manager` or `mio` loop, say).
+//! - [`ExternalReactor`]: your own loop watches the fd (the signal is
+//!   [`AsFd`](std::os::fd::AsFd)) and polls the queue again when it is
+//!   readable; or implement [`Reactor`] and [`FdWatch`] over your loop.
 //!
 //! Blocking calls (the `_blocking` methods, [`Signal::wait`](crate::Signal::wait))
 //! need no reactor: they poll the signal's fd in the calling thread.
 
 mod driver;
+mod external;
 
 #[cfg(feature = "async-io")]
 mod async_io;
@@ -30,6 +32,7 @@ pub use self::async_io::AsyncIoReactor;
 #[cfg(feature = "tokio")]
 pub use self::tokio::TokioReactor;
 pub use driver::Driver;
+pub use external::ExternalReactor;
 
 use std::io;
 use std::os::fd::OwnedFd;
