@@ -24,6 +24,11 @@ impl Wake for ThreadWaker {
 
 /// Runs `future` to completion on this thread, parking while it is pending.
 ///
+/// The future's waits on fd-backed signals go through their reactor (the
+/// shared [`Driver`](crate::Driver) by default), which wakes this thread.
+/// To have the thread poll the signal itself, with no other thread in
+/// between, use the queue's `_blocking` methods instead.
+///
 /// ```
 /// assert_eq!(vmbus_channel::block_on(async { 6 * 7 }), 42);
 /// ```

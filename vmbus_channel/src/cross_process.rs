@@ -481,7 +481,8 @@ impl MemfdChannel {
     }
 
     /// Like [`from_fds`](Self::from_fds), but with the signal watched by
-    /// `reactor` (a [`TokioReactor`](crate::TokioReactor), say).
+    /// `reactor` (a [`Driver`](crate::Driver) of your own, or `TokioReactor`
+    /// with feature `tokio`).
     pub fn from_fds_with_reactor(fds: ChannelFds, layout: MappingLayout, reactor: impl Reactor) -> io::Result<Self> {
         Self::open(fds, layout, |signal| ProcessSignal::with_reactor(signal, reactor))
     }

@@ -81,6 +81,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// was there, and [`ChannelError::Closed`] if none was there and the
     /// peer has closed: every packet it sent before closing is read first.
     ///
+    /// With an fd-backed signal, a call that finds the ring empty reads the
+    /// signal's fd once (a system call without waiting), to learn of a close.
+    ///
     /// Completions of this queue's transactions go to their requests, not to
     /// `handle`. Packets of unsupported types are skipped and counted. An
     /// error comes after the packets before it have been handled and freed:

@@ -88,6 +88,22 @@ pub(crate) enum FdPoll {
     WatchFd,
 }
 
+impl Waiters {
+    /// Keeps `waker` to wake, once.
+    fn register(&mut self, waker: &Waker) {
+        if self.wakers.iter().any(|kept| kept.will_wake(waker)) {
+            return;
+        }
+        if self.wakers.len() >= MAX_WAITERS {
+            // Futures dropped while waiting leave their wakers behind.
+            // Rather than grow without bound, wake them all early: a live
+            // waiter re-checks and registers again.
+            self.wakers.drain(..).for_each(Waker::wake);
+        }
+        self.wakers.push(waker.clone());
+    }
+}
+
 impl Notifier {
     /// A notifier that has seen no signal.
     pub fn new() -> Self {
@@ -145,16 +161,7 @@ impl Notifier {
         if let Some(event) = self.news(seen) {
             return Poll::Ready(event);
         }
-        let wakers = &mut waiters.wakers;
-        if !wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
-            if wakers.len() >= MAX_WAITERS {
-                // Futures dropped while waiting leave their wakers behind.
-                // Rather than grow without bound, wake them all early: a
-                // live waiter re-checks and registers again.
-                wakers.drain(..).for_each(Waker::wake);
-            }
-            wakers.push(cx.waker().clone());
-        }
+        waiters.register(cx.waker());
         Poll::Pending
     }
 
@@ -221,13 +228,7 @@ impl Notifier {
         if let Some(event) = self.news(seen) {
             return FdPoll::Ready(event);
         }
-        let wakers = &mut waiters.wakers;
-        if !wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
-            if wakers.len() >= MAX_WAITERS {
-                wakers.drain(..).for_each(Waker::wake);
-            }
-            wakers.push(cx.waker().clone());
-        }
+        waiters.register(cx.waker());
         if waiters.fd_poller {
             FdPoll::Pending
         } else {
