@@ -64,7 +64,12 @@ impl Reactor for TokioReactor {
         // `Arc<OwnedFd>`: the fd closes only when the last `Arc` goes, which
         // is not before this `AsyncFd` drops its own, and an `OwnedFd`'s
         // number never changes. Nothing the peer does can close our fd.
-        let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+        let register = || unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) };
+        // Tokio panics, rather than fail, on a runtime built without its I/O
+        // driver: make that the error it is.
+        let registered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(register)).map_err(|_| {
+            io::Error::other("the tokio runtime has no I/O driver (build it with enable_io or enable_all)")
+        })?;
         Ok(Box::new(TokioWatch(registered.map_err(io::Error::from)?)))
     }
 }

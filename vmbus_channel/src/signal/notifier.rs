@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-/// Wakers kept at most; a queue's two halves need two.
-const MAX_WAITERS: usize = 8;
+/// Wakers kept at most: a queue's two halves need two. Past this many, the
+/// kept ones are woken and dropped (those of futures dropped while waiting
+/// would otherwise pile up), so more live waiters than this on one end
+/// wake each other spuriously until a signal comes.
+const MAX_WAITERS: usize = 64;
 
 /// What woke a waiter: a signal from the peer, or the peer closing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -152,7 +152,13 @@ pub(crate) fn check_stream_socket(fd: BorrowedFd<'_>) -> Result<(), String> {
         other => return Err(format!("it is not a socket but a {other:?}")),
     }
     match rustix::net::sockopt::socket_type(fd) {
-        Ok(SocketType::STREAM) => Ok(()),
+        // A listening socket has no peer, and never becomes readable for
+        // a blocking wait to see that.
+        Ok(SocketType::STREAM) => match rustix::net::sockopt::socket_acceptconn(fd) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err("it is a listening socket, not a connected one".into()),
+            Err(error) => Err(format!("cannot tell whether it listens: {error}")),
+        },
         Ok(SocketType::DGRAM) => Err("it is a datagram socket, not a stream socket".into()),
         Ok(SocketType::SEQPACKET) => Err("it is a seqpacket socket, not a stream socket".into()),
         Ok(other) => Err(format!("it is not a stream socket ({other:?})")),
