@@ -1,9 +1,13 @@
 //! The receiving end of a signal: counts the peer's signals, remembers
 //! whether it closed, and wakes whoever waits for either.
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
+#[cfg(all(test, vmbus_channel_loom))]
+mod loom_model;
+mod sync;
+
+use self::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard};
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
@@ -225,7 +229,12 @@ impl Notifier {
             let found = take();
             if found != Found::default() {
                 self.record(waiters, found);
-                return self.news(seen).map_or(FdPoll::WatchFd, FdPoll::Ready);
+                // Whatever was found is news (a counted signal or a close);
+                // should it not be, register below like any other wait.
+                if let Some(event) = self.news(seen) {
+                    return FdPoll::Ready(event);
+                }
+                waiters = self.waiters.lock();
             }
         }
         if let Some(event) = self.news(seen) {
