@@ -4,7 +4,13 @@
 //!
 //! The benchmarks live in `benches/*.rs` (one criterion binary each); the
 //! allocation-counting test in `tests/allocations.rs`; `src/bin/bench_report.rs`
-//! turns criterion's saved estimates into the table of `README.md`.
+//! turns criterion's saved estimates into the table of `README.md`. The
+//! queue benchmarks' peer processes are in [`processes`], the executor of
+//! their fan-in in [`executor`].
+
+pub mod executor;
+#[cfg(target_os = "linux")]
+pub mod processes;
 
 use criterion::Criterion;
 use std::hint::black_box;
@@ -44,6 +50,9 @@ pub const COPY_RING_LEN: usize = 128 * 1024;
 /// channel would have, and small enough to stay in this machine's L2.
 pub const MIN_RING_LEN: usize = 256 * 1024;
 
+/// Criterion's warm-up in [`criterion()`]'s settings.
+pub const WARM_UP: Duration = Duration::from_millis(300);
+
 /// The criterion settings shared by every benchmark binary: short warm-up
 /// and measurement so that a full run takes a few minutes. Command-line
 /// options (`--measurement-time`, `--sample-size`, a filter) override them,
@@ -51,7 +60,7 @@ pub const MIN_RING_LEN: usize = 256 * 1024;
 /// measure for 1.5 s whatever `--measurement-time` says.
 pub fn criterion() -> Criterion {
     Criterion::default()
-        .warm_up_time(Duration::from_millis(300))
+        .warm_up_time(WARM_UP)
         .measurement_time(Duration::from_millis(900))
         .sample_size(20)
         .nresamples(20_000)
@@ -325,18 +334,10 @@ impl Pinned {
         #[cfg(target_os = "linux")]
         {
             use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
-            use std::sync::OnceLock;
-            static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
-            let cpus = CPUS.get_or_init(|| match sched_getaffinity(None) {
-                Ok(allowed) => (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect(),
-                Err(_) => Vec::new(),
-            });
+            let Some(cpu) = Self::cpu(which) else { return Self { previous: None } };
             let Ok(previous) = sched_getaffinity(None) else { return Self { previous: None } };
-            if cpus.len() < 2 {
-                return Self { previous: None };
-            }
             let mut one = CpuSet::new();
-            one.set(cpus[which % cpus.len()]);
+            one.set(cpu);
             let previous = sched_setaffinity(None, &one).ok().map(|()| previous);
             Self { previous }
         }
@@ -344,6 +345,27 @@ impl Pinned {
         {
             let _ = which;
             Self {}
+        }
+    }
+
+    /// The number of the CPU [`to`](Self::to)`(which)` pins to; `None`
+    /// where it pins nothing (fewer than two CPUs, or off Linux).
+    pub fn cpu(which: usize) -> Option<usize> {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::thread::{sched_getaffinity, CpuSet};
+            use std::sync::OnceLock;
+            static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+            let cpus = CPUS.get_or_init(|| match sched_getaffinity(None) {
+                Ok(allowed) => (0..CpuSet::MAX_CPU).filter(|&cpu| allowed.is_set(cpu)).collect(),
+                Err(_) => Vec::new(),
+            });
+            (cpus.len() >= 2).then(|| cpus[which % cpus.len()])
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = which;
+            None
         }
     }
 }
@@ -360,7 +382,7 @@ impl Drop for Pinned {
 /// Waits a moment in a polling loop: a CPU spin-wait hint, and every
 /// [`SPINS_PER_YIELD`]th time a yield of the thread, so that on a machine
 /// with more runnable threads than cores (a shared one, or the queue
-/// benchmarks' signal threads) a poller does not hold its core for a whole
+/// benchmarks' `Driver` thread) a poller does not hold its core for a whole
 /// time slice while the thread it waits for is queued behind it.
 #[inline]
 pub fn spin() {
@@ -423,7 +445,16 @@ pub fn time_on_two_cpus(peer: impl FnOnce() + Send, timed: impl FnOnce()) -> Dur
 ///   once, in parallel, so one copy a byte is the bound);
 /// - `queue/stream/<transport>/<api>/<mode>/<payload>` (4 MiB rings) against
 ///   `two_threads/memcpy/ring4m/<payload>`, and `queue/pingpong/...` against
-///   `queue/memcpy_x4/<payload>` (request and reply, each copied in and out).
+///   `queue/memcpy_x4/<payload>` (request and reply, each copied in and out);
+/// - `queue/processes/<placement>/<signal>/<api>/<payload>` (a round trip
+///   between two processes) against
+///   `queue/processes/<placement>/raw_eventfd/<payload>`, a bare eventfd
+///   ping-pong between two processes placed alike: not a memcpy bound, but
+///   the limit for a signalled wake-up in each direction;
+/// - `queue/fan_in/<commit>/<payload>` (1,000 channels, their signals watched
+///   by one `Driver`) against `queue/fan_in/polled_rings/<commit>/<payload>`:
+///   the same packets through the same number of bare rings, polled by one
+///   thread, with no queue and no signals.
 pub fn bound_of(id: &str) -> Option<String> {
     let parts: Vec<&str> = id.split('/').collect();
     match parts.as_slice() {
@@ -434,6 +465,10 @@ pub fn bound_of(id: &str) -> Option<String> {
         ["two_threads", ring, _, payload] if *ring != "memcpy" => Some(format!("two_threads/memcpy/{ring}/{payload}")),
         ["queue", "stream", _, _, _, payload] => Some(format!("two_threads/memcpy/ring4m/{payload}")),
         ["queue", "pingpong", _, _, _, payload] => Some(format!("queue/memcpy_x4/{payload}")),
+        ["queue", "processes", placement, _, _, payload] => {
+            Some(format!("queue/processes/{placement}/raw_eventfd/{payload}"))
+        }
+        ["queue", "fan_in", commit, payload] => Some(format!("queue/fan_in/polled_rings/{commit}/{payload}")),
         _ => None,
     }
 }

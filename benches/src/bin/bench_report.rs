@@ -1,6 +1,8 @@
 //! Turns criterion's saved estimates into the tables of `benches/README.md`:
-//! every figure with its memcpy bound (measured in the same run) and the
-//! ratio, then the issue's targets, met or not.
+//! every figure with its bound (measured in the same run: a memcpy, or for
+//! the signal benchmarks a bare eventfd ping-pong or bare polled rings) and
+//! the ratio, the round-trip percentiles of the cross-process benchmarks,
+//! then the issue's targets, met or not.
 //!
 //! ```sh
 //! cargo run -p vmbus_benches --bin bench_report -- [--criterion DIR] BASELINE [SECOND_BASELINE]
@@ -70,7 +72,14 @@ fn main() -> ExitCode {
         eprintln!("bench_report: no results for baseline {:?} under {}", baselines[0], dir.display());
         return ExitCode::FAILURE;
     }
-    print!("{}", report(&baselines, &runs));
+    let percentiles: Vec<Option<Value>> = match baselines.iter().map(|name| load_percentiles(&dir, name)).collect() {
+        Ok(percentiles) => percentiles,
+        Err(error) => {
+            eprintln!("bench_report: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report(&baselines, &runs, &percentiles));
     ExitCode::SUCCESS
 }
 
@@ -105,6 +114,99 @@ fn load(dir: &Path, baseline: &str) -> Result<Run, String> {
     Ok(run)
 }
 
+/// The round-trip percentiles the `queue` benchmark saved for `baseline`
+/// (`queue/processes_percentiles/<baseline>.json`), if it saved any.
+fn load_percentiles(dir: &Path, baseline: &str) -> Result<Option<Value>, String> {
+    let path = dir.join("queue").join("processes_percentiles").join(format!("{baseline}.json"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|error| format!("{}: {error}", path.display())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// One row of the saved percentiles: p50 and p99 in ns, of the benchmark
+/// and of the raw eventfd round trips measured alongside it.
+struct PercentileRow {
+    p50: f64,
+    p99: f64,
+    raw: Option<(f64, f64)>,
+}
+
+fn percentile_rows(saved: &Value) -> BTreeMap<String, PercentileRow> {
+    let pair = |value: &Value| Some((value["p50_ns"].as_f64()?, value["p99_ns"].as_f64()?));
+    saved["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            let (p50, p99) = pair(&row["ours"])?;
+            Some((row["id"].as_str()?.to_owned(), PercentileRow { p50, p99, raw: pair(&row["raw_alongside"]) }))
+        })
+        .collect()
+}
+
+/// The percentiles table: each benchmark's p50 and p99, the raw eventfd
+/// ping-pong's measured alongside, and the ratio of the p50s, for each run.
+fn percentiles_table(names: &[String], saved: &[Option<Value>]) -> String {
+    let mut out = String::new();
+    let runs: Vec<(&String, BTreeMap<String, PercentileRow>, &Value)> = names
+        .iter()
+        .zip(saved)
+        .filter_map(|(name, saved)| saved.as_ref().map(|saved| (name, percentile_rows(saved), saved)))
+        .collect();
+    let Some((_, first, _)) = runs.first() else { return out };
+    let _ = writeln!(out, "\n### queue/processes: round-trip percentiles\n");
+    for (name, _, saved) in &runs {
+        let _ = writeln!(
+            out,
+            "{name}: `lscpu` model name \"{}\", {} CPUs.",
+            saved["model_name"].as_str().unwrap_or("?"),
+            saved["cpus"].as_u64().unwrap_or(0)
+        );
+    }
+    let mut header = String::from("\n| benchmark |");
+    let mut rule = String::from("| --- |");
+    for (name, _, _) in &runs {
+        header.push_str(&format!(" {name} p50 | p99 | raw eventfd p50 | raw p99 | p50 / raw p50 |"));
+        rule.push_str(" ---: | ---: | ---: | ---: | ---: |");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    let micros = |ns: f64| format!("{:.1} µs", ns / 1e3);
+    for id in first.keys() {
+        let mut line = format!("| {id} |");
+        for (_, rows, _) in &runs {
+            match rows.get(id) {
+                Some(row) => {
+                    let (raw50, raw99, ratio) = match row.raw {
+                        Some((p50, p99)) => (micros(p50), micros(p99), format!("{:.2}", row.p50 / p50)),
+                        None => ("-".into(), "-".into(), "-".into()),
+                    };
+                    let _ = write!(line, " {} | {} | {raw50} | {raw99} | {ratio} |", micros(row.p50), micros(row.p99));
+                }
+                None => line.push_str(" - | - | - | - | - |"),
+            }
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
+/// The target on the cross-process round trips: p50 at most 1.1 times the
+/// raw eventfd ping-pong's, measured alongside.
+fn percentile_targets(saved: &Value) -> String {
+    let mut out = String::new();
+    for (id, row) in percentile_rows(saved) {
+        let Some((raw_p50, _)) = row.raw else { continue };
+        let ratio = row.p50 / raw_p50;
+        let met = if ratio <= 1.1 { "yes" } else { "**no**" };
+        let _ = writeln!(
+            out,
+            "| cross-process round trip, p50 of the raw eventfd ping-pong's | `{id}` | <= 1.1 x | {ratio:.2} x | {met} |"
+        );
+    }
+    out
+}
+
 fn read_figure(dir: &Path) -> Result<Option<(String, Figure)>, String> {
     let read = |name: &str| -> Result<Option<Value>, String> {
         let path = dir.join(name);
@@ -129,14 +231,15 @@ fn read_figure(dir: &Path) -> Result<Option<(String, Figure)>, String> {
     Ok(Some((id, Figure { median_ns, elements, bytes })))
 }
 
-fn report(names: &[String], runs: &[Run]) -> String {
+fn report(names: &[String], runs: &[Run], percentiles: &[Option<Value>]) -> String {
     let mut out = String::new();
     let first = &runs[0];
     let second = runs.get(1);
     let mut groups: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    let bounds: Vec<String> = first.keys().filter_map(|id| bound_of(id)).collect();
     for id in first.keys() {
         // Every figure but the bounds themselves (which appear beside theirs).
-        if !id.split('/').any(|part| part.starts_with("memcpy")) {
+        if !id.split('/').any(|part| part.starts_with("memcpy")) && !bounds.contains(id) {
             groups.entry(id.split('/').next().unwrap_or("")).or_default().push(id);
         }
     }
@@ -149,7 +252,7 @@ fn report(names: &[String], runs: &[Run]) -> String {
         let mut spreads = Vec::new();
         let _ = writeln!(out, "\n### {group}\n");
         let mut header =
-            String::from("| benchmark | median | per second | payload GB/s | memcpy bound | bound GB/s | ratio |");
+            String::from("| benchmark | median | per second | payload GB/s | bound | bound GB/s | ratio |");
         let mut rule = String::from("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         if second.is_some() {
             header.push_str(&format!(" {} median | {} ratio | runs apart |", names[1], names[1]));
@@ -197,9 +300,13 @@ fn report(names: &[String], runs: &[Run]) -> String {
     if let Some(summary) = spread_summary(&mut all_spreads) {
         let _ = writeln!(out, "\nAll figures: {summary}");
     }
-    for (name, run) in names.iter().zip(runs) {
+    out.push_str(&percentiles_table(names, percentiles));
+    for ((name, run), saved) in names.iter().zip(runs).zip(percentiles) {
         let _ = writeln!(out, "\n### Targets ({name})\n");
         out.push_str(&targets(run));
+        if let Some(saved) = saved {
+            out.push_str(&percentile_targets(saved));
+        }
     }
     out
 }

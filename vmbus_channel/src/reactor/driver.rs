@@ -90,7 +90,10 @@ impl Driver {
     }
 
     /// The process's shared driver, started on first use: the reactor of
-    /// signals that were given no other.
+    /// signals that were given no other. Its thread is started by the first
+    /// task that waits on such a signal and inherits that thread's CPU
+    /// affinity: a program that pins threads may want to call this once,
+    /// unpinned, before it pins any.
     pub fn shared() -> io::Result<Self> {
         static SHARED: OnceLock<Driver> = OnceLock::new();
         if let Some(driver) = SHARED.get() {
