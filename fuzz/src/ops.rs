@@ -76,8 +76,9 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
             Op::ClearPendingSendSize => (8, vec![]),
             Op::StorePendingSendSize(raw) => (9, raw.to_le_bytes().to_vec()),
             Op::PrepareToSleep => (10, vec![]),
+            Op::KeepFree(kept) => (11, kept.to_le_bytes().to_vec()),
         };
-        bytes.extend(variant(index, 11));
+        bytes.extend(variant(index, 12));
         bytes.extend(fields);
     }
     bytes.push(0); // no more elements

@@ -99,6 +99,9 @@ pub enum Op {
     StorePendingSendSize(u32),
     /// The reader's check before sleeping (`IncomingRing::prepare_to_sleep`).
     PrepareToSleep,
+    /// The writer keeps this many bytes free after every write
+    /// (`OutgoingRing::keep_free`); ends the open write batch.
+    KeepFree(u16),
 }
 
 /// What one op did, as seen from outside the endpoint.
@@ -271,6 +274,8 @@ struct Model {
     read_index: u32,
     interrupt_mask: bool,
     pending_send_size: u32,
+    /// Bytes every write leaves free.
+    kept_free: usize,
 }
 
 impl Model {
@@ -303,12 +308,13 @@ impl Model {
                 };
                 let needed = round_up8(16 + header + usize::from(payload_len)) + 8;
                 let free = self.free(batch_bytes) as usize;
+                let max = self.max_packet().saturating_sub(self.kept_free);
                 let outcome = if kind == WriteKind::GpaDirect && range_count == 0 {
                     Outcome::NoGpaRange
-                } else if needed > self.max_packet() {
-                    Outcome::TooLarge { needed, max: self.max_packet() }
-                } else if needed > free {
-                    Outcome::Full { needed, free }
+                } else if needed > max {
+                    Outcome::TooLarge { needed, max }
+                } else if needed + self.kept_free > free {
+                    Outcome::Full { needed: needed + self.kept_free, free }
                 } else {
                     let offset = (self.write_index + batch_bytes) % self.data_len;
                     let read = expected_packet(offset, id, kind, payload_len, range_count, completion_requested);
@@ -407,6 +413,11 @@ impl Model {
                 self.interrupt_mask = false;
                 Outcome::Sleep(self.published.is_empty())
             }
+            Op::KeepFree(bytes) => {
+                self.write_batch = None;
+                self.kept_free = round_up8(bytes.into()).min(self.data_len as usize);
+                Outcome::Done
+            }
         }
     }
 }
@@ -423,6 +434,7 @@ pub fn run_model(data_len: usize, ops: &[Op]) -> Trace {
         read_index: 0,
         interrupt_mask: false,
         pending_send_size: 0,
+        kept_free: 0,
     };
     ops.iter().enumerate().map(|(index, op)| model.step(index, op)).collect()
 }
@@ -531,6 +543,11 @@ pub fn run_real<M: RingMem + Clone>(mem: M, ops: &[Op]) -> Trace {
                     Ok(sleep) => Outcome::Sleep(sleep),
                     Err(error) => Outcome::Error(format!("prepare to sleep: {error}")),
                 }
+            }
+            Op::KeepFree(bytes) => {
+                write_batch = None;
+                writer.keep_free(bytes.into());
+                Outcome::Done
             }
         };
         trace.push(outcome);

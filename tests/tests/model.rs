@@ -58,6 +58,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::SetInterruptMask),
         2 => (0u16..17_000).prop_map(Op::SetPendingSendSize),
         1 => Just(Op::ClearPendingSendSize),
+        1 => prop_oneof![Just(0u16), Just(32), 0u16..9000].prop_map(Op::KeepFree),
         1 => prop_oneof![
             Just(4095u32), Just(8191), Just(16383), 0u32..17_000, any::<u32>()
         ].prop_map(Op::StorePendingSendSize),

@@ -151,7 +151,8 @@ pub enum WriteError {
     /// Not enough free space now; retry once the reader frees some.
     #[error("the ring is full: the packet needs {needed} bytes, {free} are free")]
     Full {
-        /// Bytes the packet needs, footer included.
+        /// Bytes the packet needs, footer included, plus any the ring
+        /// keeps free ([`OutgoingRing::keep_free`](crate::OutgoingRing::keep_free)).
         needed: usize,
         /// Bytes a packet may use right now.
         free: usize,
@@ -161,7 +162,8 @@ pub enum WriteError {
     TooLarge {
         /// Bytes the packet needs, footer included.
         needed: usize,
-        /// Largest packet this ring takes, footer included.
+        /// Largest packet this ring takes, footer included (less any bytes
+        /// it keeps free).
         max: usize,
     },
     /// A GPA-direct packet must carry at least one range.

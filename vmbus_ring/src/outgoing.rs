@@ -40,6 +40,8 @@ pub struct OutgoingRing<M> {
     max_packet: u32,
     write_index: u32,
     read_index: u32,
+    /// Bytes every write leaves free; see [`keep_free`](Self::keep_free).
+    kept_free: u32,
     batch_ids: BatchIds,
 }
 
@@ -55,7 +57,7 @@ impl<M: RingMem> OutgoingRing<M> {
         mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
         // Below 4 GiB: `data_len` is a `u32` and `MAX_PACKET_SIZE` is smaller.
         let max_packet = (data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE) as u32;
-        Ok(Self { mem, data_len, max_packet, write_index, read_index, batch_ids: BatchIds::new() })
+        Ok(Self { mem, data_len, max_packet, write_index, read_index, kept_free: 0, batch_ids: BatchIds::new() })
     }
 
     /// The ring memory.
@@ -85,6 +87,36 @@ impl<M: RingMem> OutgoingRing<M> {
         self.max_packet as usize
     }
 
+    /// Makes every later write leave at least `bytes` free (rounded up to
+    /// a multiple of 8), for a packet that must always fit when its time
+    /// comes: a pipe keeps room this way for its end-of-stream packet.
+    /// `0`, the default, uses the whole ring. Writes that would leave less
+    /// fail with [`WriteError::Full`], whose `needed` then counts the kept
+    /// bytes too (so [`set_pending_send_size`](Self::set_pending_send_size)
+    /// waits for them); a packet that could fit only in the kept bytes fails
+    /// with [`WriteError::TooLarge`], whose `max` is what is left. Lower the
+    /// setting to write the packet the room was kept for.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing, WriteError};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// ring.keep_free(32);
+    /// ring.write(&OutgoingPacket::in_band(1), &[&[0; 4000]]).unwrap();
+    /// // 4024 bytes used, 64 left: a 40-byte packet would leave 24.
+    /// let full = ring.write(&OutgoingPacket::in_band(2), &[&[0; 16]]);
+    /// assert!(matches!(full, Err(WriteError::Full { needed: 72, free: 64 })));
+    /// ring.keep_free(0);
+    /// ring.write(&OutgoingPacket::in_band(2), &[&[0; 16]]).unwrap();
+    /// ```
+    pub fn keep_free(&mut self, bytes: usize) {
+        self.kept_free = round_up8(bytes).min(self.data_len as usize) as u32;
+    }
+
+    /// Bytes every write leaves free, as set by [`keep_free`](Self::keep_free).
+    pub fn kept_free(&self) -> usize {
+        self.kept_free as usize
+    }
+
     /// Starts a batch of writes at the committed write index.
     #[inline]
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
@@ -101,7 +133,8 @@ impl<M: RingMem> OutgoingRing<M> {
     }
 
     /// Whether a packet of `packet_size` bytes (see [`OutgoingPacket::size`])
-    /// fits now. Re-reads the peer's read index if the cached one is not enough.
+    /// fits now, leaving the [`kept_free`](Self::kept_free) bytes. Re-reads
+    /// the peer's read index if the cached one is not enough.
     ///
     /// ```
     /// use vmbus_ring::{FlatRingMem, OutgoingRing};
@@ -110,17 +143,19 @@ impl<M: RingMem> OutgoingRing<M> {
     /// assert!(!ring.can_write(4096).unwrap()); // a ring is never completely full
     /// ```
     pub fn can_write(&mut self, packet_size: usize) -> Result<bool, CorruptError> {
-        Ok(self.free_from(self.write_index, packet_size)? >= packet_size)
+        let wanted = packet_size.saturating_add(self.kept_free as usize);
+        Ok(self.free_from(self.write_index, wanted)? >= wanted)
     }
 
-    /// Checks that a packet of `needed` bytes fits the ring and the space
-    /// free at `cursor`. The common case, a packet that fits the space the
-    /// cached read index leaves, costs two comparisons; anything else goes to
-    /// [`make_room`](Self::make_room).
+    /// Checks that a packet of `needed` bytes, with the kept-free bytes after
+    /// it, fits the ring and the space free at `cursor`. The common case, a
+    /// packet that fits the space the cached read index leaves, costs two
+    /// comparisons; anything else goes to [`make_room`](Self::make_room).
     #[inline]
     fn check_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
+        let wanted = needed.saturating_add(self.kept_free as usize);
         let cached_free = index::free(self.data_len, cursor, self.read_index) as usize;
-        if needed <= cached_free && needed <= self.max_packet as usize {
+        if wanted <= cached_free && wanted <= self.max_packet as usize {
             return Ok(());
         }
         self.make_room(cursor, needed)
@@ -131,10 +166,15 @@ impl<M: RingMem> OutgoingRing<M> {
     /// full ring with what it found free.
     #[inline(never)]
     fn make_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
-        self.check_fits_ring(needed)?;
-        let free = self.free_from(cursor, needed)?;
-        if free < needed {
-            return Err(WriteError::Full { needed, free });
+        let kept = self.kept_free as usize;
+        let max = self.max_packet_size().saturating_sub(kept);
+        if needed > max {
+            return Err(WriteError::TooLarge { needed, max });
+        }
+        let wanted = needed + kept;
+        let free = self.free_from(cursor, wanted)?;
+        if free < wanted {
+            return Err(WriteError::Full { needed: wanted, free });
         }
         Ok(())
     }
