@@ -20,20 +20,26 @@
 //!
 //! The host end writes the packets into its outgoing ring directly (so any
 //! payload can be sent); the guest end reads them through the pipe. When
-//! the ring is full the reader drains it first. At the end the reader
-//! drains everything, the host closes, and the reader must see the close.
+//! the ring is full the reader drains it first. A data message of length 0
+//! (a record 0 with no bytes, or a raw one) is the end of stream: the
+//! reader must stop there, so whatever the host writes after it stays in
+//! the ring, and once that fills the ring the host writes no more. At the
+//! end the reader drains everything, the host closes, and the reader must
+//! see the end of stream if one was sent, else the close.
 //!
 //! # Checks
 //!
 //! The expected outcome of every packet comes from the pipe framing rules
 //! (a DATA header whose `len` fits the padded payload and the 16384-byte
-//! maximum gives that message; anything else is a framing error). No
-//! panic; every error is `ChannelError::Pipe` (or `Closed` at the end, and
-//! for a `BytePipe` an `InvalidData` I/O error wrapping `Pipe`); messages
-//! come out byte-exact and in order, partial `recv_into` reads give the
-//! message's next bytes and `remaining` counts what is left; a `BytePipe`
-//! gives the same bytes and errors in the same order across message
-//! boundaries, then end-of-file once the host closed.
+//! maximum gives that message, or the end of stream for `len` 0; anything
+//! else is a framing error). No panic; every error is `ChannelError::Pipe`
+//! (or `EndOfStream` from the end on, `Closed` at the close, and for a
+//! `BytePipe` an `InvalidData` I/O error wrapping `Pipe`); messages come
+//! out byte-exact and in order, partial `recv_into` reads give the
+//! message's next bytes and `remaining` counts what is left, and nothing
+//! after the end of stream is ever delivered; a `BytePipe` gives the same
+//! bytes and errors in the same order across message boundaries, then
+//! end-of-file (for every read) at the end of stream or once the host closed.
 
 use crate::{take, take_u16, take_u8};
 use futures_io::AsyncRead;
@@ -103,6 +109,7 @@ pub fn framed(message: &[u8]) -> Vec<u8> {
 enum Outcome {
     Message(Vec<u8>),
     Refused,
+    End,
 }
 
 /// The framing rules applied to an in-band payload as the reader sees it:
@@ -117,6 +124,9 @@ fn outcome(payload: &[u8]) -> Outcome {
     let len = u32::from_le_bytes(padded[4..8].try_into().unwrap()) as usize;
     if packet_type != DATA || len > MAX_PAYLOAD || len > padded.len() - 8 {
         return Outcome::Refused;
+    }
+    if len == 0 {
+        return Outcome::End;
     }
     Outcome::Message(padded[8..8 + len].to_vec())
 }
@@ -142,18 +152,22 @@ trait Reader {
     fn read(&mut self, size: usize, whole: bool, blocking: bool);
     /// Reads until every packet written has been received.
     fn drain(&mut self);
-    /// The writer has closed and everything is drained: the reader must see the close.
+    /// The writer has closed and everything is drained: the reader must see
+    /// the end of stream if one was written, else the close.
     fn check_closed(&mut self);
 }
 
 struct Session<R> {
     host: InProcessChannel,
     reader: R,
+    /// Whether an end of stream has been written: packets after it are
+    /// never read.
+    ended: bool,
 }
 
 impl<R: Reader> Session<R> {
     fn new(host: InProcessChannel, reader: R) -> Self {
-        Self { host, reader }
+        Self { host, reader, ended: false }
     }
 
     fn run(mut self, mut input: &[u8]) {
@@ -170,8 +184,9 @@ impl<R: Reader> Session<R> {
                 0 => {
                     let message = &bytes[..bytes.len().min(MAX_PAYLOAD)];
                     let payload = framed(message);
-                    assert_eq!(outcome(&payload), Outcome::Message(message.to_vec()));
-                    self.write(&OutgoingPacket::in_band(0), &payload, Outcome::Message(message.to_vec()));
+                    let expected = if message.is_empty() { Outcome::End } else { Outcome::Message(message.to_vec()) };
+                    assert_eq!(outcome(&payload), expected);
+                    self.write(&OutgoingPacket::in_band(0), &payload, expected);
                 }
                 1 => self.write(&OutgoingPacket::in_band(0), bytes, outcome(bytes)),
                 _ => {
@@ -192,7 +207,8 @@ impl<R: Reader> Session<R> {
         self.reader.check_closed();
     }
 
-    /// Writes one packet, draining the ring first if it is full.
+    /// Writes one packet, draining the ring first if it is full. After an
+    /// end of stream the reader frees nothing, so a full ring stays full.
     fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[u8], outcome: Outcome) {
         for attempt in 0..2 {
             match self.host.outgoing.write(packet, &[payload]) {
@@ -200,11 +216,15 @@ impl<R: Reader> Session<R> {
                     if signal {
                         self.host.signal.signal_peer();
                     }
-                    self.reader.expect(outcome);
+                    if !self.ended {
+                        self.ended = outcome == Outcome::End;
+                        self.reader.expect(outcome);
+                    }
                     return;
                 }
                 Err(WriteError::TooLarge { .. }) => return,
                 Err(WriteError::Full { .. }) if attempt == 0 => self.reader.drain(),
+                Err(WriteError::Full { .. }) if self.ended => return,
                 Err(error) => panic!("writing {} bytes after draining: {error}", payload.len()),
             }
         }
@@ -230,15 +250,20 @@ impl MessageReader {
     }
 
     /// What the next read must give, for a `size`-byte buffer (`None`: a
-    /// whole message), and the state after it.
-    fn next_expected(&mut self, size: Option<usize>) -> Option<Result<Vec<u8>, ()>> {
+    /// whole message), and the state after it: a message's next bytes, a
+    /// framing error, or the end of stream (which stays due).
+    fn next_expected(&mut self, size: Option<usize>) -> Option<Outcome> {
         if size == Some(0) {
-            return Some(Ok(Vec::new()));
+            return Some(Outcome::Message(Vec::new()));
         }
         if self.remaining() == 0 {
-            match self.due.pop_front()? {
-                Outcome::Refused => return Some(Err(())),
-                Outcome::Message(message) => (self.current, self.taken) = (message, 0),
+            match self.due.front()? {
+                Outcome::End => return Some(Outcome::End),
+                Outcome::Refused => return self.due.pop_front(),
+                Outcome::Message(_) => {
+                    let Some(Outcome::Message(message)) = self.due.pop_front() else { unreachable!() };
+                    (self.current, self.taken) = (message, 0);
+                }
             }
         }
         let n = size.unwrap_or(usize::MAX).min(self.remaining());
@@ -247,16 +272,23 @@ impl MessageReader {
         if self.taken == self.current.len() {
             (self.current, self.taken) = (Vec::new(), 0);
         }
-        Some(Ok(bytes))
+        Some(Outcome::Message(bytes))
     }
 
-    fn check(got: Result<Option<Vec<u8>>, ChannelError>, expected: Option<Result<Vec<u8>, ()>>) {
+    fn check(got: Result<Option<Vec<u8>>, ChannelError>, expected: Option<Outcome>) {
         match (got, expected) {
-            (Ok(Some(got)), Some(Ok(expected))) if got == expected => {}
+            (Ok(Some(got)), Some(Outcome::Message(expected))) if got == expected => {}
             (Ok(None), None) => {}
-            (Err(ChannelError::Pipe(_)), Some(Err(()))) => {}
+            (Err(ChannelError::Pipe(_)), Some(Outcome::Refused)) => {}
+            (Err(ChannelError::EndOfStream), Some(Outcome::End)) => {}
             (got, expected) => panic!("message pipe gave {got:?}, the framing rules say {expected:?}"),
         }
+    }
+
+    /// Whether everything before the end of stream has been received and
+    /// the end is next.
+    fn at_end(&self) -> bool {
+        self.remaining() == 0 && self.due.front() == Some(&Outcome::End)
     }
 }
 
@@ -292,25 +324,38 @@ impl Reader for MessageReader {
     }
 
     fn drain(&mut self) {
-        while self.remaining() > 0 || !self.due.is_empty() {
+        while !self.at_end() && (self.remaining() > 0 || !self.due.is_empty()) {
             self.read(4096, false, true);
         }
-        assert_eq!(self.pipe.try_recv(), Ok(None), "a message nobody sent");
+        if self.at_end() {
+            assert_eq!(self.pipe.try_recv(), Err(ChannelError::EndOfStream), "a message after the end");
+        } else {
+            assert_eq!(self.pipe.try_recv(), Ok(None), "a message nobody sent");
+        }
     }
 
     fn check_closed(&mut self) {
-        assert_eq!(block_on(self.pipe.recv()), Err(ChannelError::Closed));
+        let expected = if self.at_end() { ChannelError::EndOfStream } else { ChannelError::Closed };
+        assert_eq!(block_on(self.pipe.recv()), Err(expected));
     }
 }
 
-/// A `BytePipe` and the stream it owes: bytes, and `None` for a refused packet.
+/// What a `BytePipe` owes, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Token {
+    Byte(u8),
+    Refused,
+    /// The end of stream: stays due once reached.
+    End,
+}
+
+/// A `BytePipe` and the stream it owes.
 struct ByteReader {
     pipe: BytePipe<FlatRingMem, vmbus_channel::InProcessSignal>,
-    due: VecDeque<Option<u8>>,
+    due: VecDeque<Token>,
     /// Packets written, for bounding the polls a drain may take.
     packets: usize,
-    /// The ring the pipe reads, to see it drained (empty messages leave no
-    /// tokens due but take ring space).
+    /// The ring the pipe reads, to see it drained.
     ring: FlatRingMem,
 }
 
@@ -324,6 +369,10 @@ impl ByteReader {
         RingState::read(&self.ring).bytes_used == Some(0)
     }
 
+    fn at_end(&self) -> bool {
+        self.due.front() == Some(&Token::End)
+    }
+
     /// One `poll_read`; `Some(true)` if it got bytes or an error, `Some(false)`
     /// on end-of-file, `None` if pending.
     fn poll(&mut self, size: usize) -> Option<bool> {
@@ -333,14 +382,14 @@ impl ByteReader {
             Poll::Pending => None,
             Poll::Ready(Ok(0)) if size == 0 => Some(true),
             Poll::Ready(Ok(0)) => {
-                assert!(self.due.is_empty(), "end-of-file with {} tokens due", self.due.len());
+                assert!(self.due.is_empty() || self.at_end(), "end-of-file with {:?} due", self.due.front());
                 Some(false)
             }
             Poll::Ready(Ok(n)) => {
                 assert!(n <= size, "{n} bytes into a {size}-byte buffer");
                 for (i, &byte) in buf[..n].iter().enumerate() {
                     let expected = self.due.pop_front();
-                    assert_eq!(expected, Some(Some(byte)), "byte {i} of a {n}-byte read");
+                    assert_eq!(expected, Some(Token::Byte(byte)), "byte {i} of a {n}-byte read");
                 }
                 Some(true)
             }
@@ -348,7 +397,7 @@ impl ByteReader {
                 assert_eq!(error.kind(), std::io::ErrorKind::InvalidData, "{error}");
                 let inner = error.get_ref().and_then(|inner| inner.downcast_ref::<ChannelError>());
                 assert!(matches!(inner, Some(ChannelError::Pipe(_))), "{error:?}");
-                assert_eq!(self.due.pop_front(), Some(None), "a framing error where bytes were due");
+                assert_eq!(self.due.pop_front(), Some(Token::Refused), "a framing error where bytes were due");
                 Some(true)
             }
         }
@@ -359,8 +408,9 @@ impl Reader for ByteReader {
     fn expect(&mut self, outcome: Outcome) {
         self.packets += 1;
         match outcome {
-            Outcome::Message(message) => self.due.extend(message.into_iter().map(Some)),
-            Outcome::Refused => self.due.push_back(None),
+            Outcome::Message(message) => self.due.extend(message.into_iter().map(Token::Byte)),
+            Outcome::Refused => self.due.push_back(Token::Refused),
+            Outcome::End => self.due.push_back(Token::End),
         }
     }
 
@@ -369,20 +419,26 @@ impl Reader for ByteReader {
     }
 
     fn drain(&mut self) {
-        // Each poll takes a message or an error, or skips up to 16 empty
-        // messages; beyond that many polls the pipe is stuck.
+        // Each poll fills its 4096-byte buffer or takes at least the rest of
+        // a message or an error; beyond that many polls the pipe is stuck.
+        let bound = self.packets + self.due.len() / 4096 + 4;
         let mut polls = 0;
-        while !(self.due.is_empty() && self.ring_empty()) {
-            assert!(polls <= 2 * self.packets + 4, "{} tokens still due after {polls} polls", self.due.len());
+        while !self.due.is_empty() && !self.at_end() {
+            assert!(polls <= bound, "{} tokens still due after {polls} polls", self.due.len());
             polls += 1;
             if self.poll(4096) == Some(false) {
-                panic!("end-of-file before the writer closed");
+                panic!("end-of-file before the end of stream or the close");
             }
+        }
+        if self.at_end() {
+            assert_eq!(self.poll(4096), Some(false), "no end-of-file at the end of stream");
+        } else {
+            assert!(self.ring_empty(), "packets left in the ring after the drain");
         }
     }
 
     fn check_closed(&mut self) {
-        for _ in 0..2 * self.packets + 4 {
+        for _ in 0..self.packets + 4 {
             match self.poll(4096) {
                 Some(false) => return,
                 Some(true) => panic!("bytes after the drain"),

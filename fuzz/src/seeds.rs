@@ -462,7 +462,26 @@ fn pipe_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         ("max-message", 7, vec![message(16384, 5), read(16383), read(1), message(16384, 6), whole(true)]),
         ("fills-the-ring", 0, (0..40).map(|i| message(300 + i, i as u8)).collect()),
-        ("empty-messages", 0, (0..40).map(|_| message(0, 0)).chain([message(3, 9), read(2)]).collect()),
+        ("repeated-ends", 0, (0..40).map(|_| message(0, 0)).chain([message(3, 9), read(2)]).collect()),
+        (
+            "end-of-stream",
+            1,
+            vec![
+                message(7, 1),
+                read(3),
+                message(0, 0),
+                read(4096),
+                whole(true),
+                message(5, 2),
+                read(4096),
+                whole(false),
+            ],
+        ),
+        (
+            "data-after-the-end-fills-the-ring",
+            0,
+            [message(0, 0)].into_iter().chain((0..40).map(|i| message(300 + i, i as u8))).collect(),
+        ),
         (
             "bad-headers",
             1,

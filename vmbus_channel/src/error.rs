@@ -42,6 +42,19 @@ pub enum ChannelError {
     /// A blocking call's deadline passed before the peer signalled.
     #[error("the deadline passed before the peer signalled")]
     TimedOut,
+    /// The peer ended its direction of the pipe (it shut down or closed),
+    /// and everything it sent before has been received. Lasts: every later
+    /// receive reports it again.
+    #[error("the peer ended the stream")]
+    EndOfStream,
+    /// This end already ended its direction of the pipe (shut down or
+    /// closed): nothing more can be sent.
+    #[error("this end of the pipe is shut down for sending")]
+    ShutDown,
+    /// A pipe cannot send an empty message: a zero-length data packet means
+    /// end of stream to the peer.
+    #[error("empty pipe message: a zero-length data packet means end of stream")]
+    EmptyMessage,
     /// The peer sent a pipe message that breaks the pipe framing.
     #[error("bad pipe message: {0}")]
     Pipe(&'static str),

@@ -48,7 +48,8 @@
 //!   spinning, split into [`QueueReader`] and [`QueueWriter`], with
 //!   NIC-style counters in [`QueueState`] and transactions ([`Completion`]).
 //! - [`MessagePipe`] and [`BytePipe`]: the pipe framing, the latter as
-//!   `futures-io` `AsyncRead` + `AsyncWrite`.
+//!   `futures-io` `AsyncRead` + `AsyncWrite`, with end of stream and
+//!   half-close as Linux's hv_sock speaks them.
 //! - [`block_on`] and the `_blocking` methods for code without an executor;
 //!   the `_blocking` methods wait on the signal in the calling thread.
 //!

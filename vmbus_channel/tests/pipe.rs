@@ -1,5 +1,6 @@
 //! Message and byte pipes: round trips, partial reads, back-pressure,
-//! streaming, end-of-file, and malformed frames from the peer.
+//! streaming, and malformed frames from the peer. End of stream has its own
+//! file, `pipe_end_of_stream.rs`.
 
 use futures_io::{AsyncRead, AsyncWrite};
 use std::future::poll_fn;
@@ -49,13 +50,9 @@ async fn read(pipe: &mut Bytes, buf: &mut [u8]) -> io::Result<usize> {
     poll_fn(|cx| Pin::new(&mut *pipe).poll_read(cx, buf)).await
 }
 
-async fn close(pipe: &mut Bytes) -> io::Result<()> {
-    poll_fn(|cx| Pin::new(&mut *pipe).poll_close(cx)).await
-}
-
 #[test]
 fn messages_of_edge_sizes_round_trip_in_order() {
-    let sizes = [0, 1, 7, 8, 4095, 16383, MAX_PAYLOAD];
+    let sizes = [1, 7, 8, 4095, 16383, MAX_PAYLOAD];
     let (mut host, mut guest) = message_pair(16 * 4096);
     block_on(async {
         for (seed, &size) in sizes.iter().enumerate() {
@@ -66,6 +63,17 @@ fn messages_of_edge_sizes_round_trip_in_order() {
         }
     });
     assert_eq!(guest.try_recv().unwrap(), None);
+}
+
+#[test]
+fn empty_message_is_refused_and_nothing_is_written() {
+    let (mut host, mut guest) = message_pair(4 * 4096);
+    assert_eq!(block_on(host.send(b"")), Err(ChannelError::EmptyMessage));
+    assert_eq!(host.try_send(b""), Err(ChannelError::EmptyMessage));
+    assert_eq!(host.counters().packets_sent, 0);
+    assert_eq!(guest.try_recv(), Ok(None), "an empty message would have read as end of stream");
+    host.try_send(b"x").unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap(), b"x");
 }
 
 #[test]
@@ -170,7 +178,7 @@ fn many_messages_through_a_one_page_ring_arrive_in_order() {
             }
         });
     });
-    assert_eq!(guest.try_recv(), Err(ChannelError::Closed), "every message received, and the host gone");
+    assert_eq!(guest.try_recv(), Err(ChannelError::EndOfStream), "every message received, and the host gone");
 }
 
 #[test]
@@ -191,7 +199,7 @@ fn byte_pipe_streams_a_mebibyte_across_threads() {
                     write_all(&mut host, &input[at..end]).await.unwrap();
                     at = end;
                 }
-                close(&mut host).await.unwrap();
+                host.shutdown().await.unwrap();
             })
         });
         block_on(async {
@@ -211,65 +219,6 @@ fn byte_pipe_streams_a_mebibyte_across_threads() {
     });
     assert_eq!(output.len(), input.len());
     assert!(output == input, "streamed bytes differ");
-}
-
-#[test]
-fn close_gives_end_of_file_after_the_data() {
-    let (mut host, mut guest) = byte_pair(4 * 4096);
-    block_on(async {
-        write_all(&mut host, b"abc").await.unwrap();
-        write_all(&mut host, b"").await.unwrap();
-        write_all(&mut host, b"defgh").await.unwrap();
-        poll_fn(|cx| Pin::new(&mut host).poll_flush(cx)).await.unwrap();
-        close(&mut host).await.unwrap();
-        let refused = poll_fn(|cx| Pin::new(&mut host).poll_write(cx, b"late")).await;
-        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
-
-        let mut buf = [0; 64];
-        assert_eq!(read(&mut guest, &mut buf).await.unwrap(), 8);
-        assert_eq!(&buf[..8], b"abcdefgh");
-        assert_eq!(read(&mut guest, &mut buf).await.unwrap(), 0);
-        assert_eq!(read(&mut guest, &mut buf).await.unwrap(), 0);
-        // The peer of a closed end cannot write to it any more.
-        let refused = poll_fn(|cx| Pin::new(&mut guest).poll_write(cx, b"x")).await;
-        assert_eq!(refused.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
-    });
-}
-
-#[test]
-fn message_pipe_close_ends_receives_after_the_messages() {
-    let (mut host, mut guest) = message_pair(4 * 4096);
-    block_on(async {
-        guest.send(b"to host").await.unwrap();
-        host.send(b"one").await.unwrap();
-        host.send(b"").await.unwrap();
-        host.close();
-        assert_eq!(host.send(b"late").await, Err(ChannelError::Closed));
-        assert_eq!(guest.recv().await.unwrap(), b"one");
-        assert_eq!(guest.recv().await.unwrap(), b"");
-        assert_eq!(guest.recv().await, Err(ChannelError::Closed));
-        assert_eq!(guest.recv_into(&mut [0; 8]).await, Err(ChannelError::Closed));
-        assert_eq!(host.recv().await.unwrap(), b"to host");
-    });
-    drop(host);
-    assert_eq!(block_on(guest.recv()), Err(ChannelError::Closed));
-}
-
-#[test]
-fn close_right_after_send_never_loses_the_message() {
-    // The peer commits and closes while the receiver may be between looking
-    // at the ring and looking at the close.
-    for i in 0..500 {
-        let (mut host, mut guest) = message_pair(4096);
-        thread::scope(|scope| {
-            scope.spawn(move || {
-                host.try_send(b"last words").unwrap();
-                host.close();
-            });
-            assert_eq!(block_on(guest.recv()).unwrap(), b"last words", "round {i}");
-        });
-        assert_eq!(block_on(guest.recv()), Err(ChannelError::Closed));
-    }
 }
 
 /// A raw queue writing to a message pipe, for crafting frames.
@@ -338,7 +287,6 @@ fn byte_pipe_reports_malformed_frames_as_invalid_data_and_goes_on() {
     let writer = raw.writer();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 3), b"abc"]).unwrap();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(PARTIAL, 3), b"xyz"]).unwrap();
-    writer.try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 0)]).unwrap();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 3), b"def"]).unwrap();
     drop(raw);
     block_on(async {
@@ -350,7 +298,7 @@ fn byte_pipe_reports_malformed_frames_as_invalid_data_and_goes_on() {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         let inner = error.into_inner().unwrap().downcast::<ChannelError>().unwrap();
         assert!(matches!(*inner, ChannelError::Pipe(_)));
-        // The empty message is skipped, not taken for end-of-file.
+        // The stream goes on after it.
         assert_eq!(read(&mut pipe, &mut buf).await.unwrap(), 3);
         assert_eq!(&buf[..3], b"def");
         assert_eq!(read(&mut pipe, &mut buf).await.unwrap(), 0);

@@ -182,8 +182,13 @@ pub struct PipeHeader {
 }
 
 /// Pipe framing constants.
+///
+/// A [`DATA`](pipe::DATA) message whose `len` is 0 is not a message: it ends the
+/// stream in its direction (a half-close). Linux's `hv_sock` writes it
+/// once when a socket shuts down or closes, and never lets data use the
+/// last [`END_OF_STREAM_SIZE`](pipe::END_OF_STREAM_SIZE) bytes of free space, so that it always fits.
 pub mod pipe {
-    /// A data message.
+    /// A data message; with `len` 0, end of stream.
     pub const DATA: u32 = 1;
     /// A partially consumed data message (only ever written locally).
     pub const PARTIAL: u32 = 2;
@@ -193,6 +198,9 @@ pub mod pipe {
     pub const TEARDOWN_GPA_DIRECT: u32 = 4;
     /// Largest payload of one pipe message, in bytes.
     pub const MAX_PAYLOAD: usize = 16384;
+    /// Ring bytes of the end-of-stream packet: descriptor, pipe header and
+    /// footer. Pipe writers keep this much free for it.
+    pub const END_OF_STREAM_SIZE: usize = 32;
 }
 
 const _: () = {
@@ -203,5 +211,6 @@ const _: () = {
     assert!(core::mem::size_of::<GpaDirectHeader>() == 8);
     assert!(core::mem::size_of::<GpaRangeHeader>() == 8);
     assert!(core::mem::size_of::<PipeHeader>() == 8);
+    assert!(crate::packet::in_band_size(core::mem::size_of::<PipeHeader>()) == pipe::END_OF_STREAM_SIZE);
     assert!(control::FEATURE_BITS + 4 <= PAGE_SIZE);
 };

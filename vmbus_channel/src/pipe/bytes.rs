@@ -1,12 +1,14 @@
 //! The byte pipe: a byte stream over the pipe framing.
 
-use super::{data_header, Receiver, HEADER_LEN};
-use crate::{ChannelError, PacketWithPayload, Queue, QueueCounters, QueueWriter, RawChannel, Signal};
+use super::receiver::Receiver;
+use super::sender::Sender;
+use super::{data_header, HEADER_LEN};
+use crate::{ChannelError, PacketWithPayload, Queue, QueueCounters, RawChannel, Signal};
 use futures_io::{AsyncRead, AsyncWrite};
 use smallvec::SmallVec;
+use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use vmbus_ring::wire::pipe::MAX_PAYLOAD;
 use vmbus_ring::wire::PipeHeader;
@@ -28,8 +30,13 @@ const MESSAGES_PER_READ: usize = 16;
 /// the ring so that the two sides can work at once; a write may take only a
 /// prefix of the buffer and say so. Written bytes are committed to the ring
 /// before the write returns, so flushing has nothing to do. Reads return
-/// bytes across message boundaries; closing this end makes the peer's reads
-/// return end-of-file (`Ok(0)`) once they have every byte written before.
+/// bytes across message boundaries.
+///
+/// [`shutdown`](Self::shutdown) ends this end's direction, as
+/// `shutdown(SHUT_WR)` does a socket's: the peer reads every byte written
+/// before, then end-of-file (`Ok(0)`), while this end goes on reading what
+/// the peer sends. Closing ([`AsyncWrite::poll_close`]) ends the direction
+/// too, then closes the channel; so does dropping the pipe, without waiting.
 ///
 /// The pipe needs no particular executor: it waits through the channel's
 /// signal. Any executor, or [`block_on`](crate::block_on), drives it.
@@ -47,7 +54,7 @@ const MESSAGES_PER_READ: usize = 16;
 ///     let n = poll_fn(|cx| Pin::new(&mut host).poll_write(cx, b"hello, ")).await?;
 ///     assert_eq!(n, 7);
 ///     poll_fn(|cx| Pin::new(&mut host).poll_write(cx, b"world")).await?;
-///     poll_fn(|cx| Pin::new(&mut host).poll_close(cx)).await?;
+///     host.shutdown().await?;
 ///
 ///     // Reads cross message boundaries, then end with end-of-file.
 ///     let mut received = Vec::new();
@@ -60,21 +67,25 @@ const MESSAGES_PER_READ: usize = 16;
 ///         received.extend_from_slice(&buf[..n]);
 ///     }
 ///     assert_eq!(received, b"hello, world");
+///
+///     // The other direction is still open: the guest answers, then closes.
+///     poll_fn(|cx| Pin::new(&mut guest).poll_write(cx, b"bye")).await?;
+///     poll_fn(|cx| Pin::new(&mut guest).poll_close(cx)).await?;
+///     let n = poll_fn(|cx| Pin::new(&mut host).poll_read(cx, &mut buf)).await?;
+///     assert_eq!(&buf[..n], b"bye");
+///     assert_eq!(poll_fn(|cx| Pin::new(&mut host).poll_read(cx, &mut buf)).await?, 0);
 ///     std::io::Result::Ok(())
 /// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct BytePipe<M, S> {
+pub struct BytePipe<M: RingMem, S: Signal> {
     receiver: Receiver<M, S>,
-    writer: QueueWriter<M, S>,
-    signal: Arc<S>,
+    sender: Sender<M, S>,
     /// Largest message this end writes.
     chunk: usize,
     /// An error met after a read had already got bytes, for the next read.
     read_error: Option<ChannelError>,
-    /// Whether this end closed its writing side.
-    closed: bool,
 }
 
 impl<M: RingMem, S: Signal> BytePipe<M, S> {
@@ -83,7 +94,22 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
         let signal = channel.signal.clone();
         let chunk = message_size(channel.outgoing.max_packet_size());
         let (reader, writer) = Queue::new(channel).split();
-        Self { receiver: Receiver::new(reader), writer, signal, chunk, read_error: None, closed: false }
+        Self { receiver: Receiver::new(reader), sender: Sender::new(writer, signal), chunk, read_error: None }
+    }
+
+    /// Ends this end's direction: the peer reads every byte written before,
+    /// then end-of-file. Writes the end-of-stream packet once (later calls
+    /// return at once), waiting for space only if the peer broke the ring's
+    /// rules; the room for it is kept free. Reading goes on. From the first
+    /// call on, writes fail with [`io::ErrorKind::BrokenPipe`] wrapping
+    /// [`ChannelError::ShutDown`].
+    pub async fn shutdown(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_shutdown(cx)).await
+    }
+
+    /// [`shutdown`](Self::shutdown) as a poll function.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.sender.poll_shutdown(cx).map_err(io_error)
     }
 
     /// The largest message this end writes, in bytes: 16384, or less for a
@@ -99,7 +125,7 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
 
     /// The underlying queue's counters.
     pub fn counters(&self) -> QueueCounters {
-        self.writer.counters()
+        self.sender.writer().counters()
     }
 
     fn poll_read_inner(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ChannelError>> {
@@ -110,21 +136,14 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
             return Poll::Ready(Err(error));
         }
         let mut n = self.receiver.read_rest(buf);
-        let mut empty = 0;
-        while n == 0 {
-            // Empty messages carry no bytes: skip them rather than report
-            // end-of-file, yielding now and then so a peer sending only
-            // empty messages cannot hold the task.
-            if empty == MESSAGES_PER_READ {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
+        if n == 0 {
+            // Messages are never empty, so a message gives bytes: only the
+            // end of stream, or a channel closed without one, gives none.
             n = match self.receiver.poll_next(cx, buf) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(ChannelError::Closed)) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Err(ChannelError::EndOfStream | ChannelError::Closed)) => return Poll::Ready(Ok(0)),
                 Poll::Ready(result) => result?,
             };
-            empty += 1;
         }
         // Top the buffer up with messages already there, without waiting.
         for _ in 0..MESSAGES_PER_READ {
@@ -133,8 +152,8 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
             }
             match self.receiver.try_next(&mut buf[n..]) {
                 Ok(Some(got)) => n += got,
-                // The next read finds the close again and reports end-of-file.
-                Ok(None) | Err(ChannelError::Closed) => break,
+                // The next read finds the end again and reports end-of-file.
+                Ok(None) | Err(ChannelError::EndOfStream | ChannelError::Closed) => break,
                 Err(error) => {
                     self.read_error = Some(error);
                     break;
@@ -145,9 +164,7 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
     }
 
     fn poll_write_inner(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, ChannelError>> {
-        if self.closed {
-            return Poll::Ready(Err(ChannelError::Closed));
-        }
+        let writer = self.sender.data_writer()?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -162,7 +179,7 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
         // them as written rather than keep a count across calls, since the
         // next call may bring a different buffer.
         let mut written = 0;
-        let outcome = self.writer.poll_write_batch(cx, &packets, &mut written);
+        let outcome = writer.poll_write_batch(cx, &packets, &mut written);
         let bytes = chunks[..written].iter().map(|chunk| chunk.len()).sum();
         match outcome {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(bytes)),
@@ -174,8 +191,9 @@ impl<M: RingMem, S: Signal> BytePipe<M, S> {
 }
 
 impl<M: RingMem + Unpin, S: Signal> AsyncRead for BytePipe<M, S> {
-    /// Reads bytes, across message boundaries. `Ok(0)` is end-of-file: the
-    /// peer closed and everything it wrote has been read. A packet that
+    /// Reads bytes, across message boundaries. `Ok(0)` is end-of-file, from
+    /// then on: the peer ended its direction (or the channel closed) and
+    /// everything it wrote before has been read. A packet that
     /// breaks the pipe framing is an [`io::ErrorKind::InvalidData`] error
     /// wrapping [`ChannelError::Pipe`]; the stream goes on after it.
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -186,7 +204,9 @@ impl<M: RingMem + Unpin, S: Signal> AsyncRead for BytePipe<M, S> {
 impl<M: RingMem + Unpin, S: Signal> AsyncWrite for BytePipe<M, S> {
     /// Writes a prefix of `buf` (at least one message's worth when there is
     /// room) and returns its length; the bytes are committed to the ring.
-    /// Fails with [`io::ErrorKind::BrokenPipe`] once either end closed.
+    /// Fails with [`io::ErrorKind::BrokenPipe`] once this end shut down
+    /// ([`ChannelError::ShutDown`]) or the channel closed
+    /// ([`ChannelError::Closed`]).
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.get_mut().poll_write_inner(cx, buf).map_err(io_error)
     }
@@ -196,14 +216,13 @@ impl<M: RingMem + Unpin, S: Signal> AsyncWrite for BytePipe<M, S> {
         Poll::Ready(Ok(()))
     }
 
-    /// Closes this end's writing side: the peer reads what was written, then
-    /// end-of-file. This end can still read what the peer had written; the
-    /// peer's writes fail once it sees the close. Idempotent.
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        this.closed = true;
-        this.signal.close();
-        Poll::Ready(Ok(()))
+    /// Ends this end's direction as [`shutdown`](BytePipe::shutdown) does,
+    /// then closes the channel: the peer reads what was written, then
+    /// end-of-file, and its writes fail once it sees the close. This end can
+    /// still read what the peer had written before. Idempotent. (To keep
+    /// receiving, shut down instead.)
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().sender.poll_close(cx).map_err(io_error)
     }
 }
 
@@ -217,7 +236,7 @@ fn message_size(max_packet: usize) -> usize {
 
 fn io_error(error: ChannelError) -> io::Error {
     let kind = match error {
-        ChannelError::Closed => io::ErrorKind::BrokenPipe,
+        ChannelError::Closed | ChannelError::ShutDown => io::ErrorKind::BrokenPipe,
         ChannelError::Pipe(_) | ChannelError::Corrupt(_) => io::ErrorKind::InvalidData,
         _ => io::ErrorKind::Other,
     };

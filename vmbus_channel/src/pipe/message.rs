@@ -1,20 +1,28 @@
 //! The message pipe: pipe framing with message boundaries kept.
 
-use super::{check_message_len, data_header, Receiver};
-use crate::{ChannelError, Queue, QueueCounters, QueueWriter, RawChannel, Signal};
+use super::receiver::Receiver;
+use super::sender::Sender;
+use super::{check_message_len, data_header};
+use crate::{ChannelError, Queue, QueueCounters, RawChannel, Signal};
 use std::future::poll_fn;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use vmbus_ring::{OutgoingPacket, RingMem};
 use zerocopy::IntoBytes;
 
-/// One end of a message pipe: whole messages of 0 to 16384 bytes
+/// One end of a message pipe: whole messages of 1 to 16384 bytes
 /// ([`MAX_PAYLOAD`](vmbus_ring::wire::pipe::MAX_PAYLOAD)), delivered in
 /// order with their boundaries.
 ///
 /// A message can be received whole ([`recv`](Self::recv)) or in pieces
 /// ([`recv_into`](Self::recv_into)): the unread rest of a message is kept in
 /// the pipe and handed out by the next calls, before any later message.
+///
+/// [`shutdown`](Self::shutdown) ends this end's direction: the peer
+/// receives every message sent before, then [`ChannelError::EndOfStream`],
+/// while this end goes on receiving. [`close`](Self::close) ends the
+/// direction too, then closes the channel; so does dropping the pipe,
+/// without waiting. There are no empty messages: on the wire, a
+/// zero-length message is the end of stream.
 ///
 /// ```
 /// use vmbus_channel::{block_on, connected_pair, ChannelError, MessagePipe};
@@ -23,10 +31,9 @@ use zerocopy::IntoBytes;
 /// let (mut host, mut guest) = (MessagePipe::new(host), MessagePipe::new(guest));
 /// block_on(async {
 ///     host.send(b"hello").await?;
-///     host.send(b"").await?; // empty messages are messages too
+///     assert_eq!(host.send(b"").await, Err(ChannelError::EmptyMessage));
 ///     host.send(b"a longer message").await?;
 ///     assert_eq!(guest.recv().await?, b"hello");
-///     assert_eq!(guest.recv().await?, b"");
 ///
 ///     // A message larger than the buffer comes in pieces, nothing lost.
 ///     let mut buf = [0; 10];
@@ -37,21 +44,25 @@ use zerocopy::IntoBytes;
 ///     assert_eq!(&buf[..6], b"essage");
 ///     assert_eq!(guest.remaining(), 0);
 ///
-///     // Closing ends the peer's reads once it has everything.
+///     // Shutting down ends the peer's receives once it has everything,
+///     // and leaves the other direction open.
 ///     host.send(b"bye").await?;
-///     host.close();
+///     host.shutdown().await?;
 ///     assert_eq!(guest.recv().await?, b"bye");
-///     assert_eq!(guest.recv().await, Err(ChannelError::Closed));
+///     assert_eq!(guest.recv().await, Err(ChannelError::EndOfStream));
+///     assert_eq!(host.send(b"more").await, Err(ChannelError::ShutDown));
+///     guest.send(b"answer").await?;
+///     guest.close().await?;
+///     assert_eq!(host.recv().await?, b"answer");
+///     assert_eq!(host.recv().await, Err(ChannelError::EndOfStream));
 ///     Ok::<_, ChannelError>(())
 /// })?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
-pub struct MessagePipe<M, S> {
+pub struct MessagePipe<M: RingMem, S: Signal> {
     receiver: Receiver<M, S>,
-    writer: QueueWriter<M, S>,
-    signal: Arc<S>,
-    closed: bool,
+    sender: Sender<M, S>,
 }
 
 impl<M: RingMem, S: Signal> MessagePipe<M, S> {
@@ -59,16 +70,18 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     pub fn new(channel: RawChannel<M, S>) -> Self {
         let signal = channel.signal.clone();
         let (reader, writer) = Queue::new(channel).split();
-        Self { receiver: Receiver::new(reader), writer, signal, closed: false }
+        Self { receiver: Receiver::new(reader), sender: Sender::new(writer, signal) }
     }
 
     /// Sends `message`, waiting for ring space as needed.
     ///
-    /// A message above 16384 bytes, or too large for this ring, fails with
-    /// [`ChannelError::Write`]`(`[`WriteError::TooLarge`](vmbus_ring::WriteError::TooLarge)`)`
-    /// and nothing is written. Dropping the future before it completes
-    /// leaves nothing written either. After either end closed, fails with
-    /// [`ChannelError::Closed`].
+    /// An empty message fails with [`ChannelError::EmptyMessage`]; one above
+    /// 16384 bytes, or too large for this ring, with
+    /// [`ChannelError::Write`]`(`[`WriteError::TooLarge`](vmbus_ring::WriteError::TooLarge)`)`;
+    /// nothing is written then. Dropping the future before it completes
+    /// leaves nothing written either. Fails with [`ChannelError::ShutDown`]
+    /// once this end shut down or closed, and with [`ChannelError::Closed`]
+    /// once the channel closed.
     pub async fn send(&mut self, message: &[u8]) -> Result<(), ChannelError> {
         poll_fn(|cx| self.poll_send(cx, message)).await
     }
@@ -76,10 +89,11 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     /// [`send`](Self::send) as a poll function: `Ready` once the message is
     /// committed to the ring; `Pending` leaves nothing written.
     pub fn poll_send(&mut self, cx: &mut Context<'_>, message: &[u8]) -> Poll<Result<(), ChannelError>> {
-        self.check_send(message)?;
+        check_message_len(message.len())?;
         let header = data_header(message.len());
         let mut written = 0;
-        self.writer.poll_write_batch(cx, &[(OutgoingPacket::in_band(0), &[header.as_bytes(), message])], &mut written)
+        let packet = [(OutgoingPacket::in_band(0), &[header.as_bytes(), message][..])];
+        self.sender.data_writer()?.poll_write_batch(cx, &packet, &mut written)
     }
 
     /// Sends `message` without waiting; [`ChannelError::Full`] if the ring
@@ -97,18 +111,21 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_send(&mut self, message: &[u8]) -> Result<(), ChannelError> {
-        self.check_send(message)?;
+        check_message_len(message.len())?;
         let header = data_header(message.len());
-        self.writer.try_write(&OutgoingPacket::in_band(0), &[header.as_bytes(), message])
+        self.sender.data_writer()?.try_write(&OutgoingPacket::in_band(0), &[header.as_bytes(), message])
     }
 
     /// Receives the next message whole, waiting for it; if a message was
     /// partly read with [`recv_into`](Self::recv_into), its unread rest.
     ///
-    /// Fails with [`ChannelError::Closed`] once the peer closed and every
-    /// message it sent has been received, and with [`ChannelError::Pipe`]
-    /// for a packet that breaks the pipe framing (that packet is dropped;
-    /// the next call goes on with the following one).
+    /// Fails with [`ChannelError::EndOfStream`] once the peer ended its
+    /// direction (shut down or closed) and every message it sent before has
+    /// been received, and from then on; with [`ChannelError::Closed`] once
+    /// the channel closed without an end of stream (the peer died) and
+    /// everything was received; and with [`ChannelError::Pipe`] for a packet
+    /// that breaks the pipe framing (that packet is dropped; the next call
+    /// goes on with the following one).
     pub async fn recv(&mut self) -> Result<Vec<u8>, ChannelError> {
         if self.receiver.remaining() == 0 {
             poll_fn(|cx| self.receiver.poll_next(cx, &mut [])).await?;
@@ -133,8 +150,8 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     /// otherwise the start of the next message; never bytes of two messages.
     /// A message larger than `buf` is handed out over several calls, in
     /// order; [`remaining`](Self::remaining) tells how much of it is left
-    /// (0 once it is all read). An empty message gives `Ok(0)`; an empty
-    /// `buf` gives `Ok(0)` at once and reads nothing. Errors as for
+    /// (0 once it is all read). An empty `buf` gives `Ok(0)` at once and
+    /// reads nothing. Errors as for
     /// [`recv`](Self::recv).
     pub async fn recv_into(&mut self, buf: &mut [u8]) -> Result<usize, ChannelError> {
         poll_fn(|cx| self.poll_recv_into(cx, buf)).await
@@ -169,25 +186,38 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
         self.receiver.remaining()
     }
 
-    /// Tells the peer this end sends no more: once it has received every
-    /// message sent before, its receives fail with [`ChannelError::Closed`].
-    /// This end can still receive what the peer had sent; the peer's sends
-    /// fail with [`ChannelError::Closed`] once it sees the close. Idempotent; dropping
-    /// the pipe does it too.
-    pub fn close(&mut self) {
-        self.closed = true;
-        self.signal.close();
+    /// Ends this end's direction: once the peer has received every message
+    /// sent before, its receives fail with [`ChannelError::EndOfStream`].
+    /// Writes the end-of-stream packet once (later calls return at once),
+    /// waiting for space only if the peer broke the ring's rules; the room
+    /// for it is kept free. Receiving goes on. From the first call on, sends
+    /// fail with [`ChannelError::ShutDown`]. [`ChannelError::Closed`] if the
+    /// channel closed first.
+    pub async fn shutdown(&mut self) -> Result<(), ChannelError> {
+        poll_fn(|cx| self.poll_shutdown(cx)).await
+    }
+
+    /// [`shutdown`](Self::shutdown) as a poll function.
+    pub fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.sender.poll_shutdown(cx)
+    }
+
+    /// Ends this end's direction as [`shutdown`](Self::shutdown) does, then
+    /// closes the channel: the peer's sends fail with
+    /// [`ChannelError::Closed`] once it sees the close. This end can still
+    /// receive what the peer had sent before. Idempotent; dropping the pipe
+    /// does it too, without waiting. (To keep receiving, shut down instead.)
+    pub async fn close(&mut self) -> Result<(), ChannelError> {
+        poll_fn(|cx| self.poll_close(cx)).await
+    }
+
+    /// [`close`](Self::close) as a poll function.
+    pub fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ChannelError>> {
+        self.sender.poll_close(cx)
     }
 
     /// The underlying queue's counters.
     pub fn counters(&self) -> QueueCounters {
-        self.writer.counters()
-    }
-
-    fn check_send(&self, message: &[u8]) -> Result<(), ChannelError> {
-        if self.closed {
-            return Err(ChannelError::Closed);
-        }
-        check_message_len(message.len())
+        self.sender.writer().counters()
     }
 }

@@ -12,15 +12,32 @@
 //! - [`MessagePipe`] keeps message boundaries.
 //! - [`BytePipe`] is a byte stream implementing `futures_io::AsyncRead` and
 //!   `futures_io::AsyncWrite`.
+//!
+//! # End of stream
+//!
+//! A data message of length 0 ends the stream in its direction, as Linux's
+//! `hv_sock` (AF_VSOCK over Hyper-V) speaks it. Each end can end its own
+//! direction (`shutdown`) and go on receiving the other; closing ends it
+//! too, then closes the channel. The end-of-stream packet goes out exactly
+//! once, and data writes leave the last
+//! [`END_OF_STREAM_SIZE`](vmbus_ring::wire::pipe::END_OF_STREAM_SIZE) bytes
+//! of free space for it, so it fits even when the ring is full of data.
+//!
+//! A receiver stops at the end: it reads nothing after it, and reports end
+//! of stream from then on. Whatever a broken peer sends after its end
+//! (data, more ends) stays in the ring unread; it costs the receiver
+//! nothing, and the peer's later writes wait for space as they would for
+//! any reader that stopped.
 
 mod bytes;
 mod message;
+mod receiver;
+mod sender;
 
 pub use bytes::BytePipe;
 pub use message::MessagePipe;
 
-use crate::{ChannelError, Payload, QueueReader, Signal};
-use std::task::{Context, Poll};
+use crate::{ChannelError, Payload};
 use vmbus_ring::wire::pipe::{DATA, MAX_PAYLOAD, PARTIAL, SETUP_GPA_DIRECT, TEARDOWN_GPA_DIRECT};
 use vmbus_ring::wire::{PipeHeader, U32};
 use vmbus_ring::{in_band_size, IncomingPacket, PacketKind, RingMem, WriteError};
@@ -34,8 +51,13 @@ fn data_header(len: usize) -> PipeHeader {
     PipeHeader { packet_type: U32::new(DATA), len: U32::new(len as u32) }
 }
 
-/// Refuses a message the pipe framing cannot carry, before anything is written.
+/// Refuses a message the pipe framing cannot carry, before anything is
+/// written: an empty one (it would read as end of stream) or one above the
+/// pipe maximum.
 fn check_message_len(len: usize) -> Result<(), ChannelError> {
+    if len == 0 {
+        return Err(ChannelError::EmptyMessage);
+    }
     if len > MAX_PAYLOAD {
         return Err(ChannelError::Write(WriteError::TooLarge {
             needed: in_band_size(HEADER_LEN.saturating_add(len)),
@@ -45,7 +67,8 @@ fn check_message_len(len: usize) -> Result<(), ChannelError> {
     Ok(())
 }
 
-/// Validates a received packet's framing; returns the message length.
+/// Validates a received packet's framing; returns the message length, 0
+/// for the end of stream.
 fn message_len<M: RingMem>(packet: &IncomingPacket, payload: &Payload<'_, M>) -> Result<usize, ChannelError> {
     match packet.kind {
         PacketKind::InBand => {}
@@ -82,7 +105,8 @@ fn message_len<M: RingMem>(packet: &IncomingPacket, payload: &Payload<'_, M>) ->
 }
 
 /// Copies a validated message out of the ring: its first bytes into `buf`,
-/// the rest into `rest` (empty on entry). Returns the bytes put in `buf`.
+/// the rest into `rest` (empty on entry). Returns the bytes put in `buf`;
+/// [`ChannelError::EndOfStream`] for the end-of-stream packet.
 fn deliver<M: RingMem>(
     packet: &IncomingPacket,
     payload: &Payload<'_, M>,
@@ -90,6 +114,9 @@ fn deliver<M: RingMem>(
     rest: &mut Vec<u8>,
 ) -> Result<usize, ChannelError> {
     let len = message_len(packet, payload)?;
+    if len == 0 {
+        return Err(ChannelError::EndOfStream);
+    }
     let now = len.min(buf.len());
     rest.resize(len - now, 0);
     let copied = payload.read_at(HEADER_LEN, &mut buf[..now]).and_then(|()| payload.read_at(HEADER_LEN + now, rest));
@@ -98,74 +125,4 @@ fn deliver<M: RingMem>(
         return Err(ChannelError::Pipe("pipe message runs past the payload"));
     }
     Ok(now)
-}
-
-/// The receiving side both pipes share: a queue reader and the unread rest
-/// of the current message, kept here rather than rewritten into the ring.
-#[derive(Debug)]
-struct Receiver<M, S> {
-    reader: QueueReader<M, S>,
-    rest: Vec<u8>,
-    taken: usize,
-}
-
-impl<M: RingMem, S: Signal> Receiver<M, S> {
-    fn new(reader: QueueReader<M, S>) -> Self {
-        Self { reader, rest: Vec::new(), taken: 0 }
-    }
-
-    /// Bytes of the current message not yet handed out.
-    fn remaining(&self) -> usize {
-        self.rest.len() - self.taken
-    }
-
-    /// Hands out the next bytes of the current message.
-    fn read_rest(&mut self, buf: &mut [u8]) -> usize {
-        let n = self.remaining().min(buf.len());
-        buf[..n].copy_from_slice(&self.rest[self.taken..self.taken + n]);
-        self.taken += n;
-        if self.taken == self.rest.len() {
-            self.rest.clear();
-            self.taken = 0;
-        }
-        n
-    }
-
-    /// Hands out the whole unread rest of the current message.
-    fn take_rest(&mut self) -> Vec<u8> {
-        let rest = if self.taken == 0 { std::mem::take(&mut self.rest) } else { self.rest[self.taken..].to_vec() };
-        self.rest.clear();
-        self.taken = 0;
-        rest
-    }
-
-    /// Receives the next message without waiting, if there is one. Call only
-    /// when the current message is used up.
-    fn try_next(&mut self, buf: &mut [u8]) -> Result<Option<usize>, ChannelError> {
-        debug_assert_eq!(self.remaining(), 0);
-        let Self { reader, rest, .. } = self;
-        let mut outcome = None;
-        reader.try_read_batch(1, |packet, payload| outcome = Some(deliver(packet, payload, buf, rest)))?;
-        outcome.transpose()
-    }
-
-    /// Receives the next message, waiting for it. Call only when the current
-    /// message is used up. [`ChannelError::Closed`] once the peer closed and
-    /// everything it sent has been received.
-    fn poll_next(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, ChannelError>> {
-        debug_assert_eq!(self.remaining(), 0);
-        loop {
-            let Self { reader, rest, .. } = self;
-            let mut outcome = None;
-            match reader.poll_read_batch(cx, 1, |packet, payload| outcome = Some(deliver(packet, payload, buf, rest))) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(_)) => {
-                    if let Some(outcome) = outcome {
-                        return Poll::Ready(outcome);
-                    }
-                }
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            }
-        }
-    }
 }

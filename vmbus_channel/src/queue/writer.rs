@@ -150,6 +150,15 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         Ok(reservation.into_completion())
     }
 
+    /// Makes every later write leave at least `bytes` of the ring free, for
+    /// a last packet that must always fit (see
+    /// [`OutgoingRing::keep_free`](vmbus_ring::OutgoingRing::keep_free));
+    /// waiting writes wait for those bytes too. The pipes keep room this way
+    /// for their end-of-stream packet.
+    pub fn keep_free(&mut self, bytes: usize) {
+        self.ring.keep_free(bytes);
+    }
+
     /// Withdraws the pending send size this half set, once a write went through.
     fn stop_waiting_for_space(&mut self) {
         if self.waiting_for_space {

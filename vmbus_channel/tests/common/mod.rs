@@ -278,3 +278,49 @@ pub fn hooked_pair(
     let guest = RawChannel::new(host_to_guest, guest_to_host, guest_signal).unwrap();
     (host, guest, hook)
 }
+
+/// Sends `data` through `pipe` and then shuts its direction down, while
+/// reading what the peer sends until its end of stream; returns what was
+/// read. Both directions move at once in one task, so two ends running this
+/// against each other never wait on each other's full ring.
+pub async fn send_and_receive<M, S>(pipe: &mut vmbus_channel::BytePipe<M, S>, data: &[u8]) -> Vec<u8>
+where
+    M: vmbus_ring::RingMem + Unpin,
+    S: Signal,
+{
+    use futures_io::{AsyncRead, AsyncWrite};
+    let (mut sent, mut shut_down, mut ended) = (0, false, false);
+    let mut received = Vec::new();
+    let mut buf = vec![0; 3000];
+    std::future::poll_fn(|cx| loop {
+        let mut progress = false;
+        if sent < data.len() {
+            if let Poll::Ready(written) = std::pin::Pin::new(&mut *pipe).poll_write(cx, &data[sent..]) {
+                sent += written.expect("write");
+                progress = true;
+            }
+        } else if !shut_down {
+            if let Poll::Ready(result) = pipe.poll_shutdown(cx) {
+                result.expect("shut down");
+                (shut_down, progress) = (true, true);
+            }
+        }
+        if !ended {
+            if let Poll::Ready(read) = std::pin::Pin::new(&mut *pipe).poll_read(cx, &mut buf) {
+                match read.expect("read") {
+                    0 => ended = true,
+                    n => received.extend_from_slice(&buf[..n]),
+                }
+                progress = true;
+            }
+        }
+        if shut_down && ended {
+            return Poll::Ready(());
+        }
+        if !progress {
+            return Poll::Pending;
+        }
+    })
+    .await;
+    received
+}
