@@ -29,9 +29,15 @@ enum Slot {
     Waiting(Option<Waker>),
     /// Completed; the completion's payload, not yet taken.
     Completed(Vec<u8>),
-    /// The request's future was dropped; the id stays reserved until the
-    /// completion arrives, so a late completion is not mistaken for unknown.
-    Abandoned,
+}
+
+/// What became of a completion that names an id this queue issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// It went to its waiting request.
+    Delivered,
+    /// Its request was given up or already completed: dropped.
+    Stale,
 }
 
 impl Transactions {
@@ -39,7 +45,9 @@ impl Transactions {
         Self { table: Mutex::new(Table { next_id: 1, limit, closed: false, slots: HashMap::new() }) }
     }
 
-    /// Reserves a fresh id, or fails if the limit is reached or the channel closed.
+    /// Reserves a fresh id, or fails if the limit is reached or the channel
+    /// closed. Ids count up from 1 and are never reused (2^64 of them), so a
+    /// late completion for a request given up cannot complete another.
     pub fn begin(&self) -> Result<u64, ChannelError> {
         let mut table = self.table.lock();
         if table.closed {
@@ -48,52 +56,54 @@ impl Transactions {
         if table.slots.len() >= table.limit {
             return Err(ChannelError::TooManyTransactions { limit: table.limit });
         }
-        let mut id = table.next_id;
-        while id == 0 || table.slots.contains_key(&id) {
-            id = id.wrapping_add(1);
-        }
-        table.next_id = id.wrapping_add(1);
+        let id = table.next_id;
+        table.next_id += 1;
         table.slots.insert(id, Slot::Waiting(None));
         Ok(id)
     }
 
-    /// Releases an id whose request was never sent.
+    /// Releases an id: its request was never sent, or was given up.
     pub fn cancel(&self, id: u64) {
         self.table.lock().slots.remove(&id);
     }
 
-    /// Delivers a completion. An id that is not outstanding is an error.
-    pub fn complete(&self, id: u64, payload: Vec<u8>) -> Result<(), ChannelError> {
+    /// Delivers a completion. One for an id issued here but no longer
+    /// outstanding (its request given up, or completed already) is dropped
+    /// as [`Delivery::Stale`]; one for an id never issued is an error.
+    pub fn complete(&self, id: u64, payload: Vec<u8>) -> Result<Delivery, ChannelError> {
         let mut table = self.table.lock();
+        let issued = id != 0 && id < table.next_id;
         match table.slots.get_mut(&id) {
             Some(slot @ Slot::Waiting(_)) => {
                 if let Slot::Waiting(Some(waker)) = std::mem::replace(slot, Slot::Completed(payload)) {
                     waker.wake();
                 }
-                Ok(())
+                Ok(Delivery::Delivered)
             }
-            Some(Slot::Abandoned) => {
-                table.slots.remove(&id);
-                Ok(())
-            }
-            Some(Slot::Completed(_)) | None => Err(ChannelError::UnknownTransaction(id)),
+            Some(Slot::Completed(_)) => Ok(Delivery::Stale),
+            None if issued => Ok(Delivery::Stale),
+            None => Err(ChannelError::UnknownTransaction(id)),
         }
     }
 
-    /// Fails every outstanding transaction with [`ChannelError::Closed`].
+    /// Fails every outstanding transaction with [`ChannelError::Closed`]
+    /// and frees their slots; completions already in keep their payloads
+    /// until taken.
     pub fn close(&self) {
         let mut table = self.table.lock();
         table.closed = true;
-        for slot in table.slots.values_mut() {
-            if let Slot::Waiting(waker) = slot {
+        table.slots.retain(|_, slot| match slot {
+            Slot::Waiting(waker) => {
                 if let Some(waker) = waker.take() {
                     waker.wake();
                 }
+                false
             }
-        }
+            Slot::Completed(_) => true,
+        });
     }
 
-    /// Transactions outstanding (abandoned ones included).
+    /// Transactions outstanding, completed ones not yet taken included.
     pub fn outstanding(&self) -> usize {
         self.table.lock().slots.len()
     }
@@ -103,8 +113,11 @@ impl Transactions {
 /// [`ChannelError::Closed`] if the channel closes first.
 ///
 /// Completions arrive through the queue's read half, so something must be
-/// reading it. Dropping this future abandons the request; its id stays
-/// reserved until the completion arrives.
+/// reading it. Dropping this future gives the request up and frees its slot
+/// at once, so a request that timed out (wrap the future in your runtime's
+/// timeout) never holds a slot: a completion that comes later is dropped
+/// and counted in
+/// [`QueueCounters::stale_completions`](crate::QueueCounters::stale_completions).
 #[derive(Debug)]
 #[must_use = "a completion does nothing unless awaited"]
 pub struct Completion {
@@ -150,13 +163,6 @@ impl Drop for Completion {
         if self.done {
             return;
         }
-        let mut table = self.transactions.table.lock();
-        let closed = table.closed;
-        match table.slots.get_mut(&self.id) {
-            Some(slot @ Slot::Waiting(_)) if !closed => *slot = Slot::Abandoned,
-            _ => {
-                table.slots.remove(&self.id);
-            }
-        }
+        self.transactions.cancel(self.id);
     }
 }

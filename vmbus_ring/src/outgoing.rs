@@ -190,9 +190,18 @@ impl<M: RingMem> OutgoingRing<M> {
         Ok(index::free(self.data_len, cursor, self.read_index) as usize)
     }
 
+    /// Re-reads the peer's read index. A reader only moves forward, and
+    /// never past what was committed: a read index outside the span from the
+    /// cached one to the committed write index would free bytes of unread
+    /// packets or of the open batch, so it is corrupt.
     fn refresh_read_index(&mut self) -> Result<(), CorruptError> {
-        let read = self.mem.load(ControlWord::ReadIndex, Ordering::Acquire);
-        self.read_index = index::check(read, self.data_len, Field::ReadIndex)?;
+        let raw = self.mem.load(ControlWord::ReadIndex, Ordering::Acquire);
+        let read = index::check(raw, self.data_len, Field::ReadIndex)?;
+        let unread = |read| index::used(self.data_len, self.write_index, read);
+        if unread(read) > unread(self.read_index) {
+            return Err(CorruptError::new(Field::ReadIndex, raw.into()));
+        }
+        self.read_index = read;
         Ok(())
     }
 

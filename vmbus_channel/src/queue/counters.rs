@@ -26,6 +26,8 @@ pub(crate) struct Counters {
     pub write_waits: AtomicU64,
     pub read_waits: AtomicU64,
     pub unsupported_skipped: AtomicU64,
+    pub stale_completions: AtomicU64,
+    pub read_budget_spent: AtomicU64,
 }
 
 impl Counters {
@@ -48,6 +50,8 @@ impl Counters {
             write_waits: get(&self.write_waits),
             read_waits: get(&self.read_waits),
             unsupported_skipped: get(&self.unsupported_skipped),
+            stale_completions: get(&self.stale_completions),
+            read_budget_spent: get(&self.read_budget_spent),
         }
     }
 }
@@ -77,6 +81,13 @@ pub struct QueueCounters {
     pub read_waits: u64,
     /// Packets of unsupported types skipped.
     pub unsupported_skipped: u64,
+    /// Completions dropped because their request was given up (its
+    /// [`Completion`](crate::Completion) dropped) or already completed.
+    pub stale_completions: u64,
+    /// Read calls that stopped at their work budget with packets maybe
+    /// left (see [`QueueReader::try_read_batch`](crate::QueueReader::try_read_batch)):
+    /// a peer flooding the ring with packets nobody is handed shows here.
+    pub read_budget_spent: u64,
 }
 
 /// A queue's state: its counters and both rings' control pages.

@@ -4,6 +4,7 @@ use super::counters::Counters;
 use super::wait::{InTask, InThread, Wait};
 use super::Shared;
 use crate::signal::Signal;
+use crate::transaction::Delivery;
 use crate::ChannelError;
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -52,6 +53,18 @@ impl<M: RingMem> Payload<'_, M> {
     }
 }
 
+/// Packets a read call may look at beyond the `max` it hands out: packets
+/// of unsupported types it skips, completions it routes to their requests,
+/// late completions it drops. Past this the call commits and returns (an
+/// async read yields, waking itself), so a peer that floods the ring with
+/// packets nobody is handed cannot keep one call going.
+const EXTRA_PACKETS_PER_CALL: usize = 64;
+
+/// Packets a read call hands out at most, whatever its `max`: a peer that
+/// publishes new packets as fast as they are read cannot keep one call
+/// going either.
+const PACKETS_PER_CALL: usize = 4096;
+
 /// What one non-waiting read did.
 #[derive(Default)]
 struct Read {
@@ -59,6 +72,8 @@ struct Read {
     handled: usize,
     /// Whether completions went to their requests.
     routed: bool,
+    /// Whether the call stopped at its work budget with packets maybe left.
+    budget_spent: bool,
 }
 
 /// The read half of a [`Queue`](crate::Queue).
@@ -80,6 +95,14 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// and at most one signal. Returns how many were handled; `Ok(0)` if none
     /// was there, and [`ChannelError::Closed`] if none was there and the
     /// peer has closed: every packet it sent before closing is read first.
+    ///
+    /// The work of one call is bounded, whatever the peer does: it hands
+    /// out at most 4096 packets, and looks at no more than 64 packets beyond
+    /// those it hands out (skipped, routed to a request, dropped). A call
+    /// that stops at that budget returns what it handed out, possibly
+    /// `Ok(0)` with packets left, and counts in
+    /// [`QueueCounters::read_budget_spent`](crate::QueueCounters::read_budget_spent);
+    /// call again to go on.
     ///
     /// With an fd-backed signal, a call that finds the ring empty reads the
     /// signal's fd once (a system call without waiting), to learn of a close.
@@ -112,11 +135,18 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         let mut batch = self.ring.read_batch();
         let mut handled = 0;
         let mut failure = None;
-        let mut drained = false;
+        let (mut drained, mut budget_spent) = (false, false);
+        let max = max.min(PACKETS_PER_CALL);
         // Counted here and added to the shared counters once a batch: an
         // atomic add per packet would cost more than reading it.
-        let (mut packets, mut bytes, mut skipped) = (0, 0, 0);
+        let (mut packets, mut bytes, mut skipped, mut stale) = (0, 0, 0, 0);
+        let mut looked_at = 0;
         while handled < max {
+            if looked_at - handled == EXTRA_PACKETS_PER_CALL {
+                budget_spent = true;
+                break;
+            }
+            looked_at += 1;
             let packet = match batch.next() {
                 Ok(packet) => packet,
                 Err(ReadError::Empty) => {
@@ -138,9 +168,13 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             bytes += packet.payload.len() as u64;
             let payload = Payload { batch: &batch, range: packet.payload };
             if let (PacketKind::Completion, Some(transactions)) = (&packet.kind, &self.shared.transactions) {
-                if let Err(unknown) = transactions.complete(packet.transaction_id, payload.to_vec()) {
-                    failure = Some(unknown);
-                    break;
+                match transactions.complete(packet.transaction_id, payload.to_vec()) {
+                    Ok(Delivery::Delivered) => {}
+                    Ok(Delivery::Stale) => stale += 1,
+                    Err(unknown) => {
+                        failure = Some(unknown);
+                        break;
+                    }
                 }
             } else {
                 handle(&packet, &payload);
@@ -158,7 +192,13 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if skipped > 0 {
             Counters::add(&counters.unsupported_skipped, skipped);
         }
-        let read = Read { handled, routed: packets > handled as u64 };
+        if stale > 0 {
+            Counters::add(&counters.stale_completions, stale);
+        }
+        if budget_spent {
+            Counters::add(&counters.read_budget_spent, 1);
+        }
+        let read = Read { handled, routed: packets > handled as u64, budget_spent };
         // `self.deferred` is `None` here (taken above); it is set only when
         // there is an error to defer, not rewritten with `None` on every call.
         match failure {
@@ -241,12 +281,25 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if max == 0 {
             return Poll::Ready(Ok(0));
         }
+        /// Looks at the ring a waiting read takes before it yields: a peer
+        /// that makes the ring look non-empty and then empty again cannot
+        /// keep one call going.
+        const LOOKS_PER_CALL: usize = 64;
         let mut polled = false;
+        let mut looks = 0;
         loop {
+            looks += 1;
             let seen = self.signal.notifier().generation();
             let read = self.read_now(max, &mut handle, false)?;
             if read.handled > 0 || (read.routed && W::ENDS_ON_COMPLETIONS) {
                 return Poll::Ready(Ok(read.handled));
+            }
+            if read.budget_spent || looks == LOOKS_PER_CALL {
+                looks = 0;
+                if wait.yield_now()?.is_pending() {
+                    return Poll::Pending;
+                }
+                continue;
             }
             if !polled && !self.busy_poll.is_zero() {
                 polled = true;

@@ -19,6 +19,11 @@ pub(crate) trait Wait {
     /// `Ready` once the peer signalled or closed; `Pending` if the task
     /// must be polled again once woken. Adds 1 to `waits` if it had to wait.
     fn wait<S: Signal>(&mut self, signal: &S, seen: u64, waits: &AtomicU64) -> Poll<Result<PeerEvent, ChannelError>>;
+
+    /// Gives others a turn after a call spent its work budget, with work
+    /// left: `Pending` (the task woken at once) in a task; in a thread,
+    /// `Ready` to go on, or [`ChannelError::TimedOut`] past the deadline.
+    fn yield_now(&mut self) -> Poll<Result<(), ChannelError>>;
 }
 
 /// Waits in a task.
@@ -33,6 +38,11 @@ impl Wait for InTask<'_, '_> {
             Counters::add(waits, 1);
         }
         poll
+    }
+
+    fn yield_now(&mut self) -> Poll<Result<(), ChannelError>> {
+        self.0.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -49,5 +59,12 @@ impl Wait for InThread {
         }
         Counters::add(waits, 1);
         Poll::Ready(signal.wait(seen, self.0).ok_or(ChannelError::TimedOut))
+    }
+
+    fn yield_now(&mut self) -> Poll<Result<(), ChannelError>> {
+        match self.0 {
+            Some(deadline) if Instant::now() >= deadline => Poll::Ready(Err(ChannelError::TimedOut)),
+            _ => Poll::Ready(Ok(())),
+        }
     }
 }

@@ -1,0 +1,272 @@
+//! Hostile peer, round 2: a peer that keeps one read call going, moves its
+//! read index into the writer's open batch, floods the ring with packets
+//! nobody is handed, or never completes requests; set-up attacks; a peer
+//! that misses signals; a peer that mishandles pending send size.
+//!
+//! Each test names the finding it holds fixed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Context;
+use vmbus_channel::{block_on, connected_pair, ChannelError, InProcessSignal, Queue, RawChannel};
+use vmbus_ring::{
+    ControlPage, ControlWord, CorruptError, Field, FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingMem,
+    WriteError,
+};
+
+// ------------------------------------------------- a write index that races
+
+/// Ring memory whose write index, while `racing`, moves one 24-byte packet
+/// further on every load (up to `limit` loads), as a peer that publishes
+/// packets as fast as they are read; counts the loads.
+#[derive(Clone)]
+struct RacingWriteIndex {
+    inner: FlatRingMem,
+    racing: bool,
+    loads: Arc<AtomicU64>,
+    limit: u64,
+}
+
+/// Size of the packets the racing peer publishes: a descriptor and a footer.
+const PACKET: u32 = 24;
+
+impl ControlPage for RacingWriteIndex {
+    fn load(&self, word: ControlWord, order: Ordering) -> u32 {
+        if self.racing && word == ControlWord::WriteIndex {
+            let loads = self.loads.fetch_add(1, Ordering::Relaxed);
+            if loads < self.limit {
+                let next = (self.inner.load(word, Ordering::Relaxed) + PACKET) % self.inner.data_len() as u32;
+                self.inner.store(word, next, Ordering::Release);
+            }
+        }
+        self.inner.load(word, order)
+    }
+
+    fn store(&self, word: ControlWord, value: u32, order: Ordering) {
+        self.inner.store(word, value, order)
+    }
+}
+
+impl RingMem for RacingWriteIndex {
+    fn data_len(&self) -> usize {
+        self.inner.data_len()
+    }
+    fn read_control(&self, offset: usize, buf: &mut [u8]) {
+        self.inner.read_control(offset, buf)
+    }
+    fn write_control(&self, offset: usize, buf: &[u8]) {
+        self.inner.write_control(offset, buf)
+    }
+    fn read_data(&self, offset: usize, buf: &mut [u8]) {
+        self.inner.read_data(offset, buf)
+    }
+    fn write_data(&self, offset: usize, buf: &[u8]) {
+        self.inner.write_data(offset, buf)
+    }
+    fn zero_data(&self, offset: usize, len: usize) {
+        self.inner.zero_data(offset, len)
+    }
+}
+
+/// A 12 KiB ring full of 24-byte packets: of type 1 (unsupported, skipped)
+/// or completions (type 11) for transaction `completion_id`.
+fn ring_of_packets(completion_id: Option<u64>) -> FlatRingMem {
+    let ring = FlatRingMem::new(3 * 4096).unwrap();
+    let (packet_type, id): (u16, u64) = match completion_id {
+        Some(id) => (11, id),
+        None => (1, 7),
+    };
+    for offset in (0..ring.data_len()).step_by(PACKET as usize) {
+        let mut descriptor = [0u8; 24];
+        descriptor[0..2].copy_from_slice(&packet_type.to_le_bytes());
+        descriptor[2..4].copy_from_slice(&2u16.to_le_bytes()); // data offset: 16 bytes
+        descriptor[4..6].copy_from_slice(&2u16.to_le_bytes()); // length: 16 bytes before the footer
+        descriptor[8..16].copy_from_slice(&id.to_le_bytes());
+        ring.write_data(offset, &descriptor);
+    }
+    ring
+}
+
+type RacingQueue = Queue<RacingWriteIndex, InProcessSignal>;
+
+/// A queue reading `incoming` (racing for `limit` loads once open), matching
+/// up to `transactions` requests if not 0; the load count; the peer's
+/// signal, to keep the channel open.
+fn racing_queue(
+    incoming: FlatRingMem,
+    limit: u64,
+    transactions: usize,
+) -> (RacingQueue, Arc<AtomicU64>, InProcessSignal) {
+    let loads = Arc::new(AtomicU64::new(0));
+    let quiet = RacingWriteIndex { inner: incoming, racing: false, loads: loads.clone(), limit };
+    let outgoing = RacingWriteIndex { inner: FlatRingMem::new(4096).unwrap(), ..quiet.clone() };
+    let (signal, peer) = InProcessSignal::pair();
+    let mut channel = RawChannel::new(quiet.clone(), outgoing, signal).unwrap();
+    channel.incoming = IncomingRing::new(RacingWriteIndex { racing: true, ..quiet }).unwrap();
+    let queue = match transactions {
+        0 => Queue::new(channel),
+        limit => Queue::with_transactions(channel, limit),
+    };
+    (queue, loads, peer)
+}
+
+/// Finding 1: a peer that keeps publishing a write index ahead of the
+/// cursor kept one `try_read` going for as long as it did so (10^7 loads,
+/// 20 s, in the report). Now one call looks at a bounded number of packets.
+#[test]
+fn one_read_call_does_bounded_work_against_a_racing_write_index() {
+    const LIMIT: u64 = 1_000_000;
+    let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), LIMIT, 0);
+    assert_eq!(queue.reader().try_read(), Ok(None), "every packet is skipped");
+    let after_one_call = loads.load(Ordering::Relaxed);
+    assert!(after_one_call <= 100, "one try_read loaded the write index {after_one_call} times");
+    let counters = queue.state().counters;
+    assert_eq!(counters.read_budget_spent, 1);
+    assert_eq!(counters.unsupported_skipped, 64, "64 packets looked at beyond those handed out");
+
+    // Asking for any number does not lift the budget.
+    assert_eq!(queue.reader().try_read_batch(usize::MAX, |_, _| {}), Ok(0));
+    assert!(loads.load(Ordering::Relaxed) - after_one_call <= 100);
+}
+
+/// Finding 1 for waiting reads: `poll_read_batch` yields (waking itself)
+/// instead of running on, so an executor and `block_on_until` get their turn.
+#[test]
+fn a_waiting_read_yields_to_the_executor_under_a_flood() {
+    let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), 1_000_000, 0);
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    for round in 1..=3 {
+        let poll = queue.reader().poll_read_batch(&mut cx, 8, |_, _| panic!("nothing is handed out"));
+        assert!(poll.is_pending(), "round {round}: {poll:?}");
+        assert_eq!(wakes.load(Ordering::Relaxed), round, "the yield woke the task");
+    }
+    assert!(loads.load(Ordering::Relaxed) <= 3 * 100);
+    assert_eq!(queue.state().counters.read_budget_spent, 3);
+    // A blocking read ends at its deadline though the flood goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    assert_eq!(queue.reader().read_batch_blocking(8, Some(deadline), |_, _| {}), Err(ChannelError::TimedOut));
+}
+
+/// Finding 3: late completions (their requests given up) count against
+/// the same budget as skipped packets, and show in the counters.
+#[test]
+fn late_completions_count_against_the_budget() {
+    let (mut queue, loads, _peer) = racing_queue(ring_of_packets(Some(1)), 1_000_000, 4);
+    let given_up = block_on(queue.writer().request(&OutgoingPacket::in_band(0), &[b"request"])).unwrap();
+    assert_eq!(given_up.transaction_id(), 1);
+    drop(given_up);
+    assert_eq!(queue.reader().try_read(), Ok(None));
+    assert!(loads.load(Ordering::Relaxed) <= 100);
+    let counters = queue.state().counters;
+    assert_eq!((counters.stale_completions, counters.read_budget_spent), (64, 1));
+}
+
+fn counting_waker() -> (std::task::Waker, Arc<AtomicU64Wake>) {
+    let count = Arc::new(AtomicU64Wake(AtomicU64::new(0)));
+    (std::task::Waker::from(count.clone()), count)
+}
+
+struct AtomicU64Wake(AtomicU64);
+
+impl AtomicU64Wake {
+    fn load(&self, order: Ordering) -> u64 {
+        self.0.load(order)
+    }
+}
+
+impl std::task::Wake for AtomicU64Wake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// ------------------------------------- a read index inside the open batch
+
+/// Finding 2: the peer stores a read index inside the writer's own
+/// uncommitted batch; the next packet of the batch used to overwrite the
+/// first one's descriptor and commit a corrupt ring. Now it is corrupt.
+#[test]
+fn a_read_index_moved_into_the_open_batch_is_corrupt() {
+    let mem = FlatRingMem::new(4096).unwrap();
+    let mut ring = OutgoingRing::new(mem.clone()).unwrap();
+    let mut batch = ring.write_batch();
+    batch.write(&OutgoingPacket::in_band(1), &[&[0xaa; 1000]]).unwrap();
+    mem.store(ControlWord::ReadIndex, 1024, Ordering::Release);
+    let lied = batch.write(&OutgoingPacket::in_band(2), &[&[0xbb; 3100]]);
+    assert_eq!(lied, Err(WriteError::Corrupt(CorruptError::new(Field::ReadIndex, 1024))));
+    assert_eq!(batch.packets(), 1);
+    drop(batch);
+    assert_eq!(mem.load(ControlWord::WriteIndex, Ordering::Acquire), 0, "nothing was published");
+}
+
+/// Finding 2, the other lies: a read index behind the cached one (moving
+/// back) or past the committed write index is corrupt; one that moves
+/// forward within what was committed is honest and frees the space.
+#[test]
+fn a_read_index_may_only_move_forward_within_what_was_committed() {
+    let mem = FlatRingMem::new(4096).unwrap();
+    let mut ring = OutgoingRing::new(mem.clone()).unwrap();
+    for _ in 0..3 {
+        assert!(ring.write(&OutgoingPacket::in_band(1), &[&[1; 1000]]).is_ok());
+    }
+    let committed = ring.write_index(); // 3 × 1024
+    assert_eq!(committed, 3072);
+    // Honest: the reader read two packets.
+    mem.store(ControlWord::ReadIndex, 2048, Ordering::Release);
+    assert!(ring.write(&OutgoingPacket::in_band(2), &[&[2; 1500]]).is_ok());
+    // Back behind the cached one.
+    mem.store(ControlWord::ReadIndex, 1024, Ordering::Release);
+    let back = ring.write(&OutgoingPacket::in_band(3), &[&[3; 2000]]);
+    assert_eq!(back, Err(WriteError::Corrupt(CorruptError::new(Field::ReadIndex, 1024))));
+    // Past the committed write index.
+    let written = ring.write_index();
+    mem.store(ControlWord::ReadIndex, written + 8, Ordering::Release);
+    let past = ring.write(&OutgoingPacket::in_band(4), &[&[4; 3000]]);
+    assert!(matches!(past, Err(WriteError::Corrupt(_))), "{past:?}");
+}
+
+// ------------------------------------------------- abandoned transactions
+
+/// Finding 4: with a limit of 4, four dropped requests used to make every
+/// later request fail with `TooManyTransactions` for ever.
+#[test]
+fn dropped_requests_do_not_use_up_the_transaction_limit() {
+    let (host, guest) = connected_pair(4 * 4096).unwrap();
+    let (mut host, mut guest) = (Queue::with_transactions(host, 4), Queue::new(guest));
+    let mut given_up = Vec::new();
+    for round in 0..10u64 {
+        let completion = block_on(host.writer().request(&OutgoingPacket::in_band(round), &[b"never answered"]));
+        given_up.push(completion.expect("a request after dropped ones").transaction_id());
+    }
+    assert_eq!(host.writer().outstanding_transactions(), 0);
+    // The peer answers them all late: dropped and counted, no error.
+    while let Ok(Some(request)) = guest.reader().try_read() {
+        let id = request.header.transaction_id;
+        guest.writer().try_write(&OutgoingPacket::completion(id), &[b"late"]).unwrap();
+    }
+    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.state().counters.stale_completions, given_up.len() as u64);
+    // An id never issued is still an error.
+    guest.writer().try_write(&OutgoingPacket::completion(1 << 40), &[b"forged"]).unwrap();
+    assert_eq!(host.reader().try_read(), Err(ChannelError::UnknownTransaction(1 << 40)));
+}
+
+/// Finding 4: closing reclaims every slot; completions already in are kept
+/// for their requests.
+#[test]
+fn closing_reclaims_every_transaction() {
+    let (host, guest) = connected_pair(4 * 4096).unwrap();
+    let (mut host, mut guest) = (Queue::with_transactions(host, 4), Queue::new(guest));
+    let first = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"a"])).unwrap();
+    let second = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"b"])).unwrap();
+    let first_id = guest.reader().try_read().unwrap().unwrap().header.transaction_id;
+    guest.writer().try_write(&OutgoingPacket::completion(first_id), &[b"done"]).unwrap();
+    assert_eq!(host.reader().try_read(), Ok(None));
+    drop(guest);
+    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
+    assert_eq!(host.writer().outstanding_transactions(), 1, "only the completed one is kept");
+    assert_eq!(&block_on(first).unwrap()[..4], b"done");
+    assert_eq!(block_on(second), Err(ChannelError::Closed));
+    assert_eq!(host.writer().outstanding_transactions(), 0);
+}
