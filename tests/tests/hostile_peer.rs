@@ -5,13 +5,20 @@
 //!
 //! Each test names the finding it holds fixed.
 
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Context;
-use vmbus_channel::{block_on, connected_pair, ChannelError, InProcessSignal, Queue, RawChannel};
+use std::time::{Duration, Instant};
+use vmbus_channel::{
+    block_on, connected_pair, ChannelError, ChannelFds, InProcessSignal, MemfdChannel, Queue, RawChannel,
+    ReceiveLimits, SignalFds,
+};
 use vmbus_ring::{
-    ControlPage, ControlWord, CorruptError, Field, FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingMem,
-    WriteError,
+    ControlPage, ControlWord, CorruptError, Field, FlatRingMem, IncomingRing, MappingLayout, OutgoingPacket,
+    OutgoingRing, RingMem, WriteError,
 };
 
 // ------------------------------------------------- a write index that races
@@ -269,4 +276,140 @@ fn closing_reclaims_every_transaction() {
     assert_eq!(&block_on(first).unwrap()[..4], b"done");
     assert_eq!(block_on(second), Err(ChannelError::Closed));
     assert_eq!(host.writer().outstanding_transactions(), 0);
+}
+
+// ------------------------------------------------------------------ set-up
+
+/// Finding 5: the same memfd given as both rings was accepted (this end
+/// then reads back its own packets).
+#[test]
+fn one_file_as_both_rings_is_refused() {
+    let (host, _guest) = ChannelFds::pair(4096).unwrap();
+    let looped = ChannelFds {
+        incoming_ring: host.outgoing_ring.try_clone().unwrap(),
+        outgoing_ring: host.outgoing_ring,
+        signal: host.signal,
+    };
+    let (here, there) = UnixStream::pair().unwrap();
+    let again = ChannelFds {
+        incoming_ring: looped.incoming_ring.try_clone().unwrap(),
+        outgoing_ring: looped.outgoing_ring.try_clone().unwrap(),
+        signal: match &looped.signal {
+            SignalFds::Socket(socket) => SignalFds::Socket(socket.try_clone().unwrap()),
+            SignalFds::EventFd { .. } => unreachable!("a socket signal pair"),
+        },
+    };
+    let error = MemfdChannel::from_fds(looped, MappingLayout::Single).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("same file"), "{error}");
+
+    again.send(&here).unwrap();
+    let error = ChannelFds::receive_with(&there, &ReceiveLimits::default()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("same file"), "{error}");
+}
+
+/// Finding 5: the peer's files picked the ring size with no cap.
+#[test]
+fn rings_above_the_callers_cap_are_refused() {
+    let (here, there) = UnixStream::pair().unwrap();
+    let limits = ReceiveLimits { max_data_len: 16 * 4096, ..ReceiveLimits::default() };
+    ChannelFds::pair(16 * 4096).unwrap().1.send(&here).unwrap();
+    assert!(ChannelFds::receive_with(&there, &limits).is_ok(), "at the cap");
+    ChannelFds::pair(17 * 4096).unwrap().1.send(&here).unwrap();
+    let error = ChannelFds::receive_with(&there, &limits).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("above the 65536 accepted"), "{error}");
+}
+
+/// Finding 5: a peer that sends the fds with part of the message, then
+/// nothing, held `receive` for ever.
+#[test]
+fn a_partial_message_ends_at_the_receive_timeout() {
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let (here, there) = UnixStream::pair().unwrap();
+    let (fds, _peer) = ChannelFds::pair(4096).unwrap();
+    let SignalFds::Socket(socket) = &fds.signal else { unreachable!("a socket signal pair") };
+    let sent = [fds.incoming_ring.as_fd(), fds.outgoing_ring.as_fd(), socket.as_fd()];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(3))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    assert!(control.push(SendAncillaryMessage::ScmRights(&sent)));
+    sendmsg(&here, &[io::IoSlice::new(b"vmb")], &mut control, SendFlags::empty()).unwrap();
+    let limits = ReceiveLimits { timeout: Some(Duration::from_millis(50)), ..ReceiveLimits::default() };
+    let error = ChannelFds::receive_with(&there, &limits).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::TimedOut, "{error}");
+    assert_eq!(there.read_timeout().unwrap(), None, "the socket's own timeout is put back");
+}
+
+// ----------------------------------------------------------- stuck channels
+
+/// Finding 6: a peer that misses a signal stays asleep. Here the host frees
+/// room a blocked guest writer asked for, but its signal is lost; the
+/// host's `unstick` sees from the control page that the writer should be
+/// awake, signals it, and the write goes through.
+#[test]
+fn unstick_wakes_a_writer_whose_signal_was_lost() {
+    let (mut host, guest) = connected_pair(4096).unwrap();
+    let mut guest = Queue::new(guest);
+    while guest.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    let writer = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let written =
+            guest.writer().write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&[8; 1000]])], Some(deadline));
+        (written, guest)
+    });
+    // Wait (bounded) until the guest has asked for room.
+    let asked = Instant::now() + Duration::from_secs(60);
+    while host.incoming.memory().load(ControlWord::PendingSendSize, Ordering::Acquire) == 0 {
+        assert!(Instant::now() < asked, "the guest writer never waited");
+        std::thread::yield_now();
+    }
+    // The host reads everything; the signal its commit calls for is lost.
+    let mut batch = host.incoming.read_batch();
+    while batch.next().is_ok() {}
+    assert!(batch.commit(), "the commit called for a signal");
+    let mut host = Queue::new(host);
+    assert!(host.unstick().unwrap(), "the blocked writer should be awake");
+    let (written, _guest) = writer.join().unwrap();
+    assert_eq!(written, Ok(()));
+    assert_eq!(host.state().counters.unstick_signals, 1);
+    assert!(host.reader().try_read().unwrap().is_some());
+    assert!(!host.unstick().unwrap(), "nothing stuck any more");
+    assert_eq!(host.state().counters.unstick_signals, 1);
+}
+
+/// Finding 6: a reader that missed the signal for packets it has not read
+/// is signalled again by the writer's `unstick`; a masked (polling) reader
+/// is not.
+#[test]
+fn unstick_signals_a_reader_with_unread_packets() {
+    let (host, guest) = connected_pair(4096).unwrap();
+    let guest_signal = guest.signal.clone();
+    let (mut host, mut guest) = (Queue::new(host), guest);
+    assert!(!host.writer().unstick(), "nothing to read");
+    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"unread"]).unwrap();
+    let seen = vmbus_channel::Signal::notifier(&*guest_signal).generation();
+    assert!(host.writer().unstick());
+    assert_eq!(vmbus_channel::Signal::notifier(&*guest_signal).generation(), seen + 1);
+    guest.incoming.set_interrupt_mask(true);
+    assert!(!host.writer().unstick(), "a polling reader needs no signal");
+}
+
+// ------------------------------------------------------------- peer quirks
+
+/// Finding 7: a writer that waits for room without a pending send size
+/// (peers that advertise the feature but mishandle it) is never signalled
+/// by an honest reader; with `signal_every_commit` it is.
+#[test]
+fn signal_every_commit_serves_a_writer_that_ignores_pending_send_size() {
+    for quirk in [false, true] {
+        let (host, mut guest) = connected_pair(4096).unwrap();
+        let mut host = Queue::new(host);
+        host.reader().signal_every_commit(quirk);
+        while guest.outgoing.write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+        let seen = vmbus_channel::Signal::notifier(&*guest.signal).generation();
+        assert_eq!(host.reader().try_read_batch(1, |_, _| {}), Ok(1));
+        let signalled = vmbus_channel::Signal::notifier(&*guest.signal).generation() > seen;
+        assert_eq!(signalled, quirk, "quirk {quirk}");
+    }
 }

@@ -17,6 +17,7 @@
 
 use crate::channel::RawChannel;
 use crate::reactor::Reactor;
+use crate::ring_files::{self, ReceiveLimits};
 use crate::signal::{check_eventfd, check_stream_socket, EventFdSignal, Notifier, PeerEvent, Signal, SocketSignal};
 
 use rustix::io::Errno;
@@ -29,7 +30,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vmbus_ring::{MappedRingMem, MappingLayout};
 
 /// The bytes that accompany the fds, so a receiver can tell a channel's fds
@@ -263,12 +264,56 @@ impl ChannelFds {
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn receive(socket: &UnixStream) -> io::Result<Self> {
+        Self::receive_with(socket, &ReceiveLimits::default())
+    }
+
+    /// Like [`receive`](Self::receive), within `limits`: the whole receive
+    /// ends by the timeout, if any ([`io::ErrorKind::TimedOut`]; the
+    /// socket's own read timeout is restored after), and ring files above
+    /// the size cap, or one file given as both rings, are refused with
+    /// [`io::ErrorKind::InvalidData`] before anything is mapped.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    /// use vmbus_channel::{ChannelFds, ReceiveLimits};
+    ///
+    /// let (here, there) = UnixStream::pair()?;
+    /// let limits = ReceiveLimits { max_data_len: 8192, timeout: Some(Duration::from_millis(20)) };
+    /// // Nothing arrives in time.
+    /// let error = ChannelFds::receive_with(&there, &limits).unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    /// // Rings larger than the cap are refused.
+    /// ChannelFds::pair(4 * 4096)?.1.send(&here)?;
+    /// let error = ChannelFds::receive_with(&there, &limits).unwrap_err();
+    /// assert_eq!(error.kind(), std::io::ErrorKind::InvalidData);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn receive_with(socket: &UnixStream, limits: &ReceiveLimits) -> io::Result<Self> {
+        let deadline = limits.timeout.map(|timeout| Instant::now() + timeout);
+        let _restore = match deadline {
+            Some(_) => Some(RestoreReadTimeout { socket, previous: socket.read_timeout()? }),
+            None => None,
+        };
+        let fds = Self::receive_until(socket, deadline)?;
+        ring_files::check_size(fds.incoming_ring.as_fd(), limits.max_data_len, "incoming")?;
+        ring_files::check_size(fds.outgoing_ring.as_fd(), limits.max_data_len, "outgoing")?;
+        ring_files::check_distinct(fds.incoming_ring.as_fd(), fds.outgoing_ring.as_fd())
+            .map_err(|error| invalid_data(error.to_string()))?;
+        Ok(fds)
+    }
+
+    /// The receive, each wait bounded by what is left before `deadline`.
+    fn receive_until(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<Self> {
         let mut header = [0; HEADER_LEN];
         let mut space = [MaybeUninit::uninit(); RECV_SPACE];
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let message = loop {
+            time_left(socket, deadline)?;
             match recvmsg(socket, &mut [IoSliceMut::new(&mut header)], &mut control, RecvFlags::CMSG_CLOEXEC) {
                 Err(Errno::INTR) => continue,
+                Err(Errno::AGAIN) if deadline.is_some() => return Err(timed_out()),
                 result => break result?,
             }
         };
@@ -296,8 +341,7 @@ impl ChannelFds {
         if header[..received] != TAG[..received] {
             return Err(wrong_tag(&header[..received]));
         }
-        let mut socket = socket;
-        socket.read_exact(&mut header[message.bytes..])?;
+        read_exact_until(socket, &mut header[message.bytes..], deadline)?;
         if header[..TAG.len()] != TAG {
             return Err(wrong_tag(&header[..TAG.len()]));
         }
@@ -333,6 +377,49 @@ impl ChannelFds {
         };
         Ok(Self { incoming_ring, outgoing_ring, signal })
     }
+}
+
+/// Puts back a socket's read timeout when a bounded receive ends.
+struct RestoreReadTimeout<'a> {
+    socket: &'a UnixStream,
+    previous: Option<Duration>,
+}
+
+impl Drop for RestoreReadTimeout<'_> {
+    fn drop(&mut self) {
+        let _ = self.socket.set_read_timeout(self.previous);
+    }
+}
+
+/// Bounds the socket's next read by what is left before `deadline`
+/// (nothing to do without one); [`io::ErrorKind::TimedOut`] if it passed.
+fn time_left(socket: &UnixStream, deadline: Option<Instant>) -> io::Result<()> {
+    let Some(deadline) = deadline else { return Ok(()) };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(timed_out());
+    }
+    socket.set_read_timeout(Some(left))
+}
+
+/// `read_exact`, each read bounded by what is left before `deadline`.
+fn read_exact_until(socket: &UnixStream, mut buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+    let mut socket = socket;
+    while !buf.is_empty() {
+        time_left(socket, deadline)?;
+        match socket.read(buf) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => buf = &mut buf[n..],
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) if deadline.is_some() && error.kind() == io::ErrorKind::WouldBlock => return Err(timed_out()),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the channel's fds did not arrive in time")
 }
 
 fn wrong_tag(tag: &[u8]) -> io::Error {
@@ -458,7 +545,9 @@ impl MemfdChannel {
     /// [`EventFdSignal`]), watched by the shared [`Driver`](crate::Driver)
     /// when a task waits on it.
     ///
-    /// The ring sizes come from the files. A ring file that is not sealed
+    /// The ring sizes come from the files (cap them with
+    /// [`ChannelFds::receive_with`]). The same file given as both rings is
+    /// refused with [`io::ErrorKind::InvalidInput`]. A ring file that is not sealed
     /// against shrinking (as those of [`ChannelFds::pair`] are), or that is
     /// not a valid ring (wrong size, corrupt indices), fails with
     /// [`io::ErrorKind::InvalidInput`] or [`io::ErrorKind::InvalidData`]; so
@@ -492,6 +581,7 @@ impl MemfdChannel {
         layout: MappingLayout,
         make_signal: impl FnOnce(SignalFds) -> io::Result<ProcessSignal>,
     ) -> io::Result<Self> {
+        ring_files::check_distinct(fds.incoming_ring.as_fd(), fds.outgoing_ring.as_fd())?;
         let incoming = MappedRingMem::open_fd(&fds.incoming_ring, layout)?;
         let outgoing = MappedRingMem::open_fd(&fds.outgoing_ring, layout)?;
         let signal = make_signal(fds.signal)?;

@@ -103,6 +103,8 @@ mod pipe;
 mod queue;
 #[cfg(target_os = "linux")]
 mod reactor;
+#[cfg(target_os = "linux")]
+mod ring_files;
 mod signal;
 mod transaction;
 
@@ -121,6 +123,8 @@ pub use reactor::AsyncIoReactor;
 pub use reactor::TokioReactor;
 #[cfg(target_os = "linux")]
 pub use reactor::{Driver, ExternalReactor, FdWatch, Reactor};
+#[cfg(target_os = "linux")]
+pub use ring_files::ReceiveLimits;
 #[cfg(target_os = "linux")]
 pub use signal::{EventFdSignal, SocketSignal};
 pub use signal::{InProcessSignal, Notifier, PeerEvent, Signal};

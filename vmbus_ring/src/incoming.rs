@@ -47,6 +47,9 @@ pub struct IncomingRing<M> {
     data_len: u32,
     read_index: u32,
     write_index: u32,
+    /// Whether every commit that frees space asks for a signal; see
+    /// [`signal_every_commit`](Self::signal_every_commit).
+    signal_every_commit: bool,
     batch_ids: BatchIds,
 }
 
@@ -59,7 +62,7 @@ impl<M: RingMem> IncomingRing<M> {
         let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), data_len, Field::ReadIndex)?;
         let write_index =
             index::check(mem.load(ControlWord::WriteIndex, Ordering::Acquire), data_len, Field::WriteIndex)?;
-        Ok(Self { mem, data_len, read_index, write_index, batch_ids: BatchIds::new() })
+        Ok(Self { mem, data_len, read_index, write_index, signal_every_commit: false, batch_ids: BatchIds::new() })
     }
 
     /// The ring memory.
@@ -83,6 +86,59 @@ impl<M: RingMem> IncomingRing<M> {
         let cursor = self.read_index;
         let id = self.batch_ids.next();
         ReadBatch { ring: self, cursor, packets: 0, id }
+    }
+
+    /// Treats the writer as one that does not honour pending send size:
+    /// every commit that frees space then asks for a signal, whether or not
+    /// the writer asked for that much room.
+    ///
+    /// For peers that advertise pending-send-size support but mishandle it
+    /// (FreeBSD before 1400097; Linux before 3.11 under some AIO patterns):
+    /// a writer that waits for space without a pending send size the reader
+    /// can see would wait for ever. The cost is a signal per commit that
+    /// freed space, where an honest writer needs one per wait.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing};
+    /// let mem = FlatRingMem::new(4096).unwrap();
+    /// let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+    /// let mut reader = IncomingRing::new(mem).unwrap();
+    /// writer.write(&OutgoingPacket::in_band(1), &[b"a"]).unwrap();
+    /// writer.write(&OutgoingPacket::in_band(2), &[b"b"]).unwrap();
+    /// let mut batch = reader.read_batch();
+    /// batch.next().unwrap();
+    /// assert!(!batch.commit()); // the writer asked for nothing
+    /// reader.signal_every_commit(true);
+    /// let mut batch = reader.read_batch();
+    /// batch.next().unwrap();
+    /// assert!(batch.commit()); // signalled anyway
+    /// ```
+    pub fn signal_every_commit(&mut self, on: bool) {
+        self.signal_every_commit = on;
+    }
+
+    /// Whether the writer should be awake now but may be asleep: it asked
+    /// for room (a pending send size) that is free. Fences, then loads the
+    /// pending send size and the write index. A reader that finds this true
+    /// should signal the writer: its signal may have been lost.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingRing};
+    /// let mem = FlatRingMem::new(4096).unwrap();
+    /// let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+    /// let reader = IncomingRing::new(mem).unwrap();
+    /// assert!(!reader.writer_missed_signal());
+    /// // A writer that asks for room it already has, and (wrongly) waits.
+    /// use vmbus_ring::{ControlPage, ControlWord};
+    /// reader.memory().store(ControlWord::PendingSendSize, 64, std::sync::atomic::Ordering::Relaxed);
+    /// assert!(reader.writer_missed_signal());
+    /// # drop(writer);
+    /// ```
+    pub fn writer_missed_signal(&self) -> bool {
+        self.mem.full_fence();
+        let pending = self.mem.load(ControlWord::PendingSendSize, Ordering::Relaxed);
+        let write = self.mem.load(ControlWord::WriteIndex, Ordering::Relaxed);
+        signal::writer_missed_signal(self.data_len, pending, write, self.read_index)
     }
 
     /// Sets or clears the interrupt mask. Set it while draining the ring
@@ -355,6 +411,9 @@ impl<M: RingMem> ReadBatch<'_, M> {
         let old_read = ring.read_index;
         ring.mem.store(ControlWord::ReadIndex, self.cursor, Ordering::Release);
         ring.read_index = self.cursor;
+        if ring.signal_every_commit {
+            return true;
+        }
         signal::writer_needs_signal(&ring.mem, ring.data_len, old_read, self.cursor)
     }
 

@@ -239,6 +239,25 @@ impl<M: RingMem> OutgoingRing<M> {
         self.mem.store(ControlWord::PendingSendSize, 0, Ordering::Relaxed);
     }
 
+    /// Whether the reader should be awake now but may be asleep: packets it
+    /// has not read are committed and it has not masked interrupts. Fences,
+    /// then loads the mask and the read index. A writer that finds this true
+    /// should signal the reader: its signal may have been lost.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing};
+    /// let mut ring = OutgoingRing::new(FlatRingMem::new(4096).unwrap()).unwrap();
+    /// assert!(!ring.reader_missed_signal());
+    /// let _signalled = ring.write(&OutgoingPacket::in_band(1), &[b"x"]).unwrap();
+    /// assert!(ring.reader_missed_signal()); // whether or not that signal arrived
+    /// ```
+    pub fn reader_missed_signal(&self) -> bool {
+        self.mem.full_fence();
+        let mask = self.mem.load(ControlWord::InterruptMask, Ordering::Relaxed);
+        let read = self.mem.load(ControlWord::ReadIndex, Ordering::Relaxed);
+        signal::reader_missed_signal(mask, read, self.write_index)
+    }
+
     /// A snapshot of the control page.
     pub fn state(&self) -> RingState {
         RingState::read(&self.mem)

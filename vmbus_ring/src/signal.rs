@@ -69,6 +69,47 @@ pub fn writer_signal_due(
     u64::from(before) < wanted && u64::from(after) >= wanted
 }
 
+/// Whether a reader should be awake now, judging by the control page alone:
+/// the ring holds packets it has not read and it has not masked interrupts.
+/// A reader in that state that sleeps missed a signal (or its writer never
+/// sent one); signalling it again unsticks the channel.
+///
+/// ```
+/// use vmbus_ring::signal::reader_missed_signal;
+/// assert!(reader_missed_signal(0, 64, 128)); // unread packets, not polling
+/// assert!(!reader_missed_signal(0, 128, 128)); // nothing to read
+/// assert!(!reader_missed_signal(1, 64, 128)); // polling: it will see them
+/// ```
+#[inline]
+pub const fn reader_missed_signal(interrupt_mask: u32, read_index: u32, write_index: u32) -> bool {
+    interrupt_mask == 0 && read_index != write_index
+}
+
+/// Whether a writer should be awake now, judging by the control page alone:
+/// it asked for `pending_send_size` free bytes (rounded and capped as in
+/// [`writer_signal_due`]) and they are free. A writer in that state that
+/// sleeps missed a signal; signalling it again unsticks the channel.
+/// Indices that are not valid for `data_len` yield `true`, as there.
+///
+/// ```
+/// use vmbus_ring::signal::writer_missed_signal;
+/// assert!(writer_missed_signal(4096, 1000, 2000, 2000)); // empty ring, writer waiting
+/// assert!(!writer_missed_signal(4096, 1000, 1000, 1504)); // 496 free, 1000 wanted
+/// assert!(!writer_missed_signal(4096, 0, 2000, 2000)); // writer not waiting
+/// ```
+pub fn writer_missed_signal(data_len: u32, pending_send_size: u32, write_index: u32, read_index: u32) -> bool {
+    if pending_send_size == 0 {
+        return false;
+    }
+    let valid = |value| index::check(value, data_len, Field::WriteIndex).is_ok();
+    if !(valid(write_index) && valid(read_index)) {
+        return true;
+    }
+    let most_free = data_len.saturating_sub(PACKET_ALIGNMENT as u32);
+    let wanted = u64::from(pending_send_size).next_multiple_of(PACKET_ALIGNMENT as u64).min(most_free.into());
+    u64::from(index::free(data_len, write_index, read_index)) >= wanted
+}
+
 /// For a writer that has just stored its new write index (release): a full
 /// fence, then the reader-signal decision from the control page.
 #[inline]

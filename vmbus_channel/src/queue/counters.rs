@@ -28,6 +28,9 @@ pub(crate) struct Counters {
     pub unsupported_skipped: AtomicU64,
     pub stale_completions: AtomicU64,
     pub read_budget_spent: AtomicU64,
+    /// Unstick signals each half sent.
+    pub unstick_signals_by_reader: AtomicU64,
+    pub unstick_signals_by_writer: AtomicU64,
 }
 
 impl Counters {
@@ -44,7 +47,10 @@ impl Counters {
             bytes_received: get(&self.bytes_received),
             packets_sent: get(&self.packets_sent),
             bytes_sent: get(&self.bytes_sent),
-            signals_sent: get(&self.reader_signals_sent) + get(&self.writer_signals_sent),
+            signals_sent: get(&self.reader_signals_sent)
+                + get(&self.writer_signals_sent)
+                + get(&self.unstick_signals_by_reader)
+                + get(&self.unstick_signals_by_writer),
             signals_received,
             ring_full: get(&self.ring_full),
             write_waits: get(&self.write_waits),
@@ -52,6 +58,7 @@ impl Counters {
             unsupported_skipped: get(&self.unsupported_skipped),
             stale_completions: get(&self.stale_completions),
             read_budget_spent: get(&self.read_budget_spent),
+            unstick_signals: get(&self.unstick_signals_by_reader) + get(&self.unstick_signals_by_writer),
         }
     }
 }
@@ -88,6 +95,10 @@ pub struct QueueCounters {
     /// left (see [`QueueReader::try_read_batch`](crate::QueueReader::try_read_batch)):
     /// a peer flooding the ring with packets nobody is handed shows here.
     pub read_budget_spent: u64,
+    /// Signals sent by [`Queue::unstick`](crate::Queue::unstick) (and the
+    /// halves' `unstick`) to a peer that should have been awake; also
+    /// counted in `signals_sent`.
+    pub unstick_signals: u64,
 }
 
 /// A queue's state: its counters and both rings' control pages.
