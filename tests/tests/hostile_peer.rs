@@ -413,3 +413,52 @@ fn signal_every_commit_serves_a_writer_that_ignores_pending_send_size() {
         assert_eq!(signalled, quirk, "quirk {quirk}");
     }
 }
+
+/// Finding 6, on a timer: a blocking read whose peer's signal is lost wakes
+/// at the unstick interval, looks again and finds the packet (without the
+/// interval it would sleep until its deadline).
+#[test]
+fn a_blocking_read_with_an_unstick_interval_survives_a_lost_signal() {
+    let (host, mut guest) = connected_pair(4096).unwrap();
+    let mut host = Queue::new(host);
+    assert!(!host.set_unstick_interval(Some(Duration::from_millis(5))).unwrap());
+    let (mut reader, writer) = host.split();
+    let reading = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        reader.read_batch_blocking(8, Some(deadline), |_, _| {})
+    });
+    // Once the read counts a wait it has looked at the ring for the last
+    // time before sleeping: a packet from now on is found only on waking.
+    let asleep = Instant::now() + Duration::from_secs(60);
+    while writer.counters().read_waits == 0 {
+        assert!(Instant::now() < asleep, "the host never waited");
+        std::thread::yield_now();
+    }
+    let _lost_signal = guest.outgoing.write(&OutgoingPacket::in_band(1), &[b"unsignalled"]).unwrap();
+    assert_eq!(reading.join().unwrap(), Ok(1));
+}
+
+/// Finding 6, on a timer, for a writer: a blocking write into a full ring
+/// whose reader frees it without signalling wakes at the interval and goes
+/// through.
+#[test]
+fn a_blocking_write_with_an_unstick_interval_survives_a_lost_signal() {
+    let (host, mut guest) = connected_pair(4096).unwrap();
+    let mut host = Queue::new(host);
+    while host.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    host.set_unstick_interval(Some(Duration::from_millis(5))).unwrap();
+    let (reader, mut writer) = host.split();
+    let writing = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        writer.write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&[8; 1000]])], Some(deadline))
+    });
+    let asleep = Instant::now() + Duration::from_secs(60);
+    while reader.counters().write_waits == 0 {
+        assert!(Instant::now() < asleep, "the host writer never waited");
+        std::thread::yield_now();
+    }
+    let mut batch = guest.incoming.read_batch();
+    while batch.next().is_ok() {}
+    let _lost_signal = batch.commit();
+    assert_eq!(writing.join().unwrap(), Ok(()));
+}

@@ -72,8 +72,9 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
                 shared: shared.clone(),
                 deferred: None,
                 busy_poll: Duration::ZERO,
+                unstick_interval: None,
             },
-            writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false },
+            writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false, unstick_interval: None },
         }
     }
 
@@ -124,6 +125,28 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         let peer_writer_stuck = self.reader.ring.writer_missed_signal();
         self.reader.wake_if_data()?;
         Ok(self.writer.signal_stuck_peer(peer_reader_stuck || peer_writer_stuck))
+    }
+
+    /// Unsticks the channel now ([`unstick`](Self::unstick)) and then every
+    /// `interval` that a blocking call (`read_blocking`,
+    /// `write_batch_blocking`, ...) of either half waits without news;
+    /// `None`, the default, never. Async waits take no timer of their own:
+    /// from async code, call [`unstick`](Self::unstick) from your runtime's
+    /// timer. Returns whether this first call signalled the peer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vmbus_channel::{connected_pair, Queue};
+    ///
+    /// let (host, _guest) = connected_pair(4096)?;
+    /// let mut host = Queue::new(host);
+    /// assert!(!host.set_unstick_interval(Some(Duration::from_secs(1)))?); // nothing stuck
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_unstick_interval(&mut self, interval: Option<Duration>) -> Result<bool, ChannelError> {
+        self.reader.unstick_interval = interval;
+        self.writer.unstick_interval = interval;
+        self.unstick()
     }
 
     /// Tells the peer this end is gone: its reads end with

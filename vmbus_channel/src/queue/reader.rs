@@ -1,7 +1,7 @@
 //! The read half of a queue.
 
 use super::counters::Counters;
-use super::wait::{InTask, InThread, Wait};
+use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
 use crate::signal::Signal;
 use crate::transaction::Delivery;
@@ -87,6 +87,8 @@ pub struct QueueReader<M, S> {
     pub(super) deferred: Option<ChannelError>,
     /// How long a waiting read polls the ring before it sleeps.
     pub(super) busy_poll: Duration,
+    /// How often a blocking read looks for a peer that missed a signal.
+    pub(super) unstick_interval: Option<Duration>,
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
@@ -267,7 +269,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
         loop {
-            if let Poll::Ready(result) = self.read_waiting(&mut InThread(deadline), max, &mut handle) {
+            let mut wait = InThread { deadline, unstick_interval: self.unstick_interval };
+            if let Poll::Ready(result) = self.read_waiting(&mut wait, max, &mut handle) {
                 return result;
             }
         }
@@ -317,8 +320,12 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                 self.shared.fail_transactions();
                 return Poll::Ready(Err(ChannelError::Closed));
             }
-            if wait.wait(&*self.signal, seen, &self.shared.counters.read_waits)?.is_pending() {
-                return Poll::Pending;
+            match wait.wait(&*self.signal, seen, &self.shared.counters.read_waits)? {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Woke::Tick) => {
+                    self.unstick()?;
+                }
+                Poll::Ready(Woke::Peer(_)) => {}
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The write half of a queue.
 
 use super::counters::Counters;
-use super::wait::{InTask, InThread, Wait};
+use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
 use crate::signal::Signal;
 use crate::transaction::{Completion, Transactions};
@@ -9,7 +9,7 @@ use crate::ChannelError;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use vmbus_ring::{OutgoingPacket, OutgoingRing, RingMem, WriteBatch, WriteError};
 
 /// A packet and its payload (a gather list), for batch writes.
@@ -23,6 +23,8 @@ pub struct QueueWriter<M, S> {
     pub(super) shared: Arc<Shared>,
     /// Whether this half has a pending send size set in the ring.
     pub(super) waiting_for_space: bool,
+    /// How often a blocking write looks for a peer that missed a signal.
+    pub(super) unstick_interval: Option<Duration>,
 }
 
 impl<M: RingMem, S: Signal> QueueWriter<M, S> {
@@ -74,7 +76,8 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     ) -> Result<(), ChannelError> {
         let mut written = 0;
         loop {
-            if let Poll::Ready(result) = self.write_waiting(&mut InThread(deadline), packets, &mut written) {
+            let mut wait = InThread { deadline, unstick_interval: self.unstick_interval };
+            if let Poll::Ready(result) = self.write_waiting(&mut wait, packets, &mut written) {
                 return result;
             }
         }
@@ -116,8 +119,12 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
                 continue;
             }
             self.waiting_for_space = true;
-            if wait.wait(&*self.signal, seen, &self.shared.counters.write_waits)?.is_pending() {
-                return Poll::Pending;
+            match wait.wait(&*self.signal, seen, &self.shared.counters.write_waits)? {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Woke::Tick) => {
+                    self.unstick();
+                }
+                Poll::Ready(Woke::Peer(_)) => {}
             }
         }
     }
