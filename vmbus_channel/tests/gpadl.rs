@@ -402,6 +402,33 @@ fn a_page_at_an_unaligned_host_address_is_refused() {
     assert_open_fails(&memory, &[0, 1, 0x301, 2], 2, expected, "page 2 (page number 0x301) is mapped at a host");
 }
 
+/// A hostile guest listing a page of a region mapped read-only: the host's
+/// first ring write there would be SIGSEGV. Refused before any access.
+#[test]
+fn a_page_in_a_read_only_region_is_refused() {
+    use vm_memory::{GuestRegionMmap, MmapRegion};
+    let writable =
+        MmapRegion::build(None, 8 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS)
+            .unwrap();
+    let read_only =
+        MmapRegion::build(None, 4 * PAGE, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS).unwrap();
+    let memory = GuestMemoryMmap::from_regions(vec![
+        GuestRegionMmap::new(writable, gpa(0)).unwrap(),
+        GuestRegionMmap::new(read_only, gpa(0x40)).unwrap(),
+    ])
+    .unwrap();
+    let expected = GpadlError::PageReadOnly { index: 3, gpn: 0x41 };
+    assert_open_fails(
+        &memory,
+        &[0, 1, 2, 0x41],
+        2,
+        expected,
+        "page 3 (page number 0x41) is in guest memory mapped read-only",
+    );
+    // The same GPADL over writable pages opens.
+    assert!(gpadl_rings(&memory, &[0, 1, 2, 3], 2, Side::Host).is_ok());
+}
+
 #[test]
 fn page_numbers_whose_address_overflows_are_refused() {
     let memory = guest_memory();

@@ -674,4 +674,58 @@ mod memfd {
             assert!(matches!(open_error(error), Some(OpenError::InvalidSize { .. })), "{layout:?}");
         }
     }
+
+    #[test]
+    fn write_sealed_ring_files_are_refused_before_mapping() {
+        use rustix::fs::{fcntl_add_seals, SealFlags};
+        for seal in [SealFlags::WRITE, SealFlags::FUTURE_WRITE] {
+            let file = sealed_file(2 * PAGE);
+            fcntl_add_seals(&file, seal).unwrap();
+            for layout in LAYOUTS {
+                let error = MappedRingMem::open_fd(&file, layout).unwrap_err();
+                assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+                assert!(error.to_string().contains("sealed against writes"), "{seal:?} {layout:?}: {error}");
+            }
+        }
+    }
+
+    /// A hugetlbfs file passes the seal checks, but a peer can punch a hole
+    /// and drain the huge-page pool, and the next fault is SIGBUS (on this
+    /// kind of machine, with no pool, the very first access). It is refused
+    /// before anything is mapped.
+    #[test]
+    fn hugetlb_ring_files_are_refused() {
+        use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+        let huge = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING | MemfdFlags::HUGETLB;
+        let fd = match memfd_create("huge-ring", huge) {
+            Ok(fd) => fd,
+            // No hugetlbfs in this kernel: nothing such a peer could send.
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => return,
+            Err(error) => panic!("memfd_create(MFD_HUGETLB): {error}"),
+        };
+        let file = std::fs::File::from(fd);
+        file.set_len(2 << 20).unwrap();
+        fcntl_add_seals(&file, SealFlags::SHRINK | SealFlags::GROW).unwrap();
+        for layout in LAYOUTS {
+            let error = MappedRingMem::open_fd(&file, layout).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::InvalidInput, "{error}");
+            assert!(error.to_string().contains("not on tmpfs"), "{layout:?}: {error}");
+        }
+    }
+
+    /// The largest ring a file can describe maps, once and twice, without
+    /// the mapping arithmetic overflowing (the file is sparse: nothing is
+    /// touched but the control page).
+    #[test]
+    fn the_largest_ring_maps_in_both_layouts() {
+        let data_len = vmbus_ring::wire::MAX_DATA_LEN;
+        let file = sealed_file(PAGE + data_len);
+        for layout in LAYOUTS {
+            let mem = MappedRingMem::open_fd(&file, layout).unwrap();
+            assert_eq!(mem.data_len(), data_len, "{layout:?}");
+            let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+            assert_eq!(writer.max_packet_size(), vmbus_ring::MAX_PACKET_SIZE);
+            let _signal = writer.write(&OutgoingPacket::in_band(1), &[b"far"]).unwrap();
+        }
+    }
 }

@@ -21,7 +21,12 @@ pub(super) enum PageError {
     NotMapped,
     /// The page's host address is not 8-byte aligned.
     Misaligned,
+    /// The page's region is not mapped writable into this process.
+    ReadOnly,
 }
+
+/// `mmap`'s `PROT_WRITE` bit (Linux), as vm-memory reports a region's `prot`.
+const PROT_WRITE: i32 = 0x2;
 
 /// Guest page `gpn` of `memory`, 4096 bytes, as a region that keeps `memory`
 /// (and so the mapping) alive.
@@ -36,6 +41,12 @@ where
     if slice.len() != PAGE_SIZE {
         return Err(PageError::NotMapped);
     }
+    // A region may be mapped read-only; the first ring write to it would be
+    // SIGSEGV. (`get_slice` found the page, so its region exists.)
+    let region = memory.find_region(address).ok_or(PageError::NotMapped)?;
+    if region.prot() & PROT_WRITE == 0 {
+        return Err(PageError::ReadOnly);
+    }
     let ptr = slice.ptr_guard_mut().as_ptr();
     // The guard's pointer must be the region's own mapping, not one made for
     // the guard alone (Xen grants are mapped on demand and unmapped when the
@@ -48,7 +59,8 @@ where
         return Err(PageError::Misaligned);
     }
     // SAFETY: `SharedRegion::from_raw` needs, for as long as the owner lives:
-    // - Valid for reads and writes of 4096 bytes: vm-memory built `slice`
+    // - Valid for reads and writes of 4096 bytes (writes: the region is
+    //   mapped with `PROT_WRITE`, checked above): vm-memory built `slice`
     //   (an unsafe promise of its region implementation) over exactly these
     //   4096 bytes (length checked above) inside one region's host mapping,
     //   and the pointer is that region's lasting host address for the page

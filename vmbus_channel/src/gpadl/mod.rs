@@ -139,6 +139,15 @@ pub enum GpadlError {
         /// The page number.
         gpn: u64,
     },
+    /// A page in a region mapped read-only into this process: the ring's
+    /// writer could not write it.
+    #[error("GPADL page {index} (page number {gpn:#x}) is in guest memory mapped read-only")]
+    PageReadOnly {
+        /// Position of the page in the GPADL.
+        index: usize,
+        /// The page number.
+        gpn: u64,
+    },
     /// A ring that cannot be opened: its data area is too large, or its
     /// control page holds invalid indices.
     #[error("the {ring} ring cannot be opened: {source}")]
@@ -289,6 +298,7 @@ where
                 PageError::AddressOverflow => GpadlError::PageAddressOverflow { index, gpn },
                 PageError::NotMapped => GpadlError::PageNotBacked { index, gpn },
                 PageError::Misaligned => GpadlError::PageMisaligned { index, gpn },
+                PageError::ReadOnly => GpadlError::PageReadOnly { index, gpn },
             })
         })
         .collect::<Result<Vec<_>, _>>()?;

@@ -177,7 +177,7 @@ mod memfd {
     use crate::wire::PAGE_SIZE;
     use rustix::fs::{fcntl_add_seals, fcntl_get_seals, memfd_create, MemfdFlags, SealFlags};
     use std::io;
-    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
     impl MappedRingMem {
         /// Creates a zeroed ring in a new memfd and maps it. The returned fd
@@ -199,18 +199,19 @@ mod memfd {
         /// Maps an existing ring file: a control page followed by the data
         /// area, whose size is the file's size less 4096.
         ///
-        /// The file must be sealed against shrinking (as those of
-        /// [`create_memfd`](Self::create_memfd) are): a file that can be
-        /// truncated under the mapping lets whoever holds it crash this
-        /// process, so it is refused with [`io::ErrorKind::InvalidInput`].
+        /// The file must be one whose holders cannot make this process's
+        /// accesses fault, or it is refused with
+        /// [`io::ErrorKind::InvalidInput`] before anything is mapped:
+        /// - sealed against shrinking (as those of
+        ///   [`create_memfd`](Self::create_memfd) are): a file truncated
+        ///   under the mapping makes the next access die with `SIGBUS`;
+        /// - on tmpfs (a memfd, or a file in `/dev/shm`): a hugetlbfs file
+        ///   passes the seal check, but a peer can punch a hole and drain the
+        ///   huge-page pool, and the next fault is `SIGBUS`;
+        /// - not sealed against writes, which would fail the writable
+        ///   mapping half-way.
         pub fn open_fd(fd: impl AsFd, layout: MappingLayout) -> io::Result<Self> {
-            let seals = fcntl_get_seals(&fd).unwrap_or(SealFlags::empty());
-            if !seals.contains(SealFlags::SHRINK) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the ring file is not sealed against shrinking: whoever holds it could truncate it and crash this process",
-                ));
-            }
+            check_ring_file(fd.as_fd())?;
             let stat = rustix::fs::fstat(&fd)?;
             let file_len = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
             let data_len = file_len.saturating_sub(PAGE_SIZE);
@@ -222,6 +223,33 @@ mod memfd {
 
     fn invalid_input(error: crate::OpenError) -> io::Error {
         io::Error::new(io::ErrorKind::InvalidInput, error)
+    }
+
+    /// `statfs`'s filesystem type of tmpfs (and so of memfds).
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+    /// Refuses a ring file that could make a mapping of it fault: see
+    /// [`MappedRingMem::open_fd`].
+    fn check_ring_file(fd: BorrowedFd<'_>) -> io::Result<()> {
+        let refuse = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, format!("the ring file {why}")));
+        let seals = fcntl_get_seals(fd).unwrap_or(SealFlags::empty());
+        if !seals.contains(SealFlags::SHRINK) {
+            return refuse(
+                "is not sealed against shrinking: whoever holds it could truncate it and crash this process",
+            );
+        }
+        if seals.intersects(SealFlags::WRITE | SealFlags::FUTURE_WRITE) {
+            return refuse("is sealed against writes: a ring must be mapped writable");
+        }
+        // `f_type`'s width differs between targets; the magic fits any.
+        #[allow(clippy::unnecessary_cast)]
+        let filesystem = rustix::fs::fstatfs(fd)?.f_type as u64;
+        if filesystem != TMPFS_MAGIC {
+            return refuse(&format!(
+                "is not on tmpfs (filesystem type {filesystem:#x}): a hugetlbfs or disk file can make a fault fail with SIGBUS"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -422,13 +422,37 @@ mod mapping {
         }
     }
 
+    /// The file's length (control page and data area) and the mapping's
+    /// (the data area once more if `double`); `None` if either overflows
+    /// `usize`, as a peer's 2 GiB file would on a 32-bit target.
+    pub(crate) fn mapping_lengths(data_len: usize, double: bool) -> Option<(usize, usize)> {
+        let file_len = crate::wire::PAGE_SIZE.checked_add(data_len)?;
+        let map_len = if double { file_len.checked_add(data_len)? } else { file_len };
+        Some((file_len, map_len))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::mapping_lengths;
+
+        #[test]
+        fn mapping_lengths_refuse_overflow() {
+            assert_eq!(mapping_lengths(4096, true), Some((8192, 12288)));
+            assert_eq!(mapping_lengths(usize::MAX - 4096, false), Some((usize::MAX, usize::MAX)));
+            assert_eq!(mapping_lengths(usize::MAX - 4096, true), None);
+            assert_eq!(mapping_lengths(usize::MAX / 2, true), None);
+            assert_eq!(mapping_lengths(usize::MAX - 4095, false), None);
+        }
+    }
+
     /// Maps a ring file (control page then data area) shared and read-write.
     /// With `double`, the data area is mapped a second time right after the
     /// first, so the region is `4096 + 2 * data_len` bytes long.
     pub(crate) fn map_ring_fd(fd: BorrowedFd<'_>, data_len: usize, double: bool) -> io::Result<SharedRegion> {
         let page = crate::wire::PAGE_SIZE;
-        let file_len = page + data_len;
-        let map_len = if double { file_len + data_len } else { file_len };
+        let (file_len, map_len) = mapping_lengths(data_len, double).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the ring is too large to map in this address space")
+        })?;
         let rw = ProtFlags::READ | ProtFlags::WRITE;
         // SAFETY: a fresh mapping at an address the kernel picks cannot
         // overlap any memory this process uses; `Mapping` takes ownership at
