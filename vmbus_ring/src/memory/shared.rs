@@ -431,20 +431,6 @@ mod mapping {
         Some((file_len, map_len))
     }
 
-    #[cfg(test)]
-    mod tests {
-        use super::mapping_lengths;
-
-        #[test]
-        fn mapping_lengths_refuse_overflow() {
-            assert_eq!(mapping_lengths(4096, true), Some((8192, 12288)));
-            assert_eq!(mapping_lengths(usize::MAX - 4096, false), Some((usize::MAX, usize::MAX)));
-            assert_eq!(mapping_lengths(usize::MAX - 4096, true), None);
-            assert_eq!(mapping_lengths(usize::MAX / 2, true), None);
-            assert_eq!(mapping_lengths(usize::MAX - 4095, false), None);
-        }
-    }
-
     /// Maps a ring file (control page then data area) shared and read-write.
     /// With `double`, the data area is mapped a second time right after the
     /// first, so the region is `4096 + 2 * data_len` bytes long.
@@ -483,5 +469,19 @@ mod mapping {
         // reference to it exists; other processes may change it, which the
         // region's accessors allow for.
         Ok(unsafe { SharedRegion::from_raw(ptr, map_len, mapping) })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::mapping_lengths;
+
+        #[test]
+        fn mapping_lengths_refuse_overflow() {
+            assert_eq!(mapping_lengths(4096, true), Some((8192, 12288)));
+            assert_eq!(mapping_lengths(usize::MAX - 4096, false), Some((usize::MAX, usize::MAX)));
+            assert_eq!(mapping_lengths(usize::MAX - 4096, true), None);
+            assert_eq!(mapping_lengths(usize::MAX / 2, true), None);
+            assert_eq!(mapping_lengths(usize::MAX - 4095, false), None);
+        }
     }
 }
