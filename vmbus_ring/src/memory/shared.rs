@@ -6,16 +6,26 @@
 //! buffers, so a racing peer can at worst make the private copy hold values
 //! it would not have chosen, which the callers validate before use.
 //!
-//! The bulk copies are plain (not atomic) copies, as in vm-memory and the
-//! kernel's ring code. A peer in another process or a VM is outside Rust's
-//! memory model, and its racing writes only produce arbitrary bytes. A peer
-//! that is a *thread of this process* writing the same bytes at the same
-//! moment would, by Rust's rules, be a data race: the ring protocol never
-//! lets an honest in-process peer do that (the indices hand each byte from
-//! one side to the other with release/acquire), and the loom models check
-//! it, but an in-process thread that scribbles on a ring on purpose (as the
-//! hostile-peer tests do) is outside what Rust guarantees. Per-word atomic
-//! copies would close that gap at a cost the data path cannot afford.
+//! The bulk copies are plain (not atomic) copies, as in the kernel's ring
+//! code and vm-memory's bulk copies. What that means depends on who else
+//! writes the bytes:
+//! - A peer in another process or a VM, or this process through a second
+//!   mapping of the same file, is outside Rust's memory model: its racing
+//!   writes only produce arbitrary bytes, which the endpoints validate.
+//! - Honest endpoints in this process (an `OutgoingRing` and an
+//!   `IncomingRing` over clones of one memory, on two threads) never race:
+//!   the indices hand each byte from one side to the other with
+//!   release/acquire, and the loom models check that.
+//! - Anything else in this process that copies the same bytes at the same
+//!   moment through the safe API (two writers over one memory, a thread
+//!   calling [`write`](SharedRegion::write) or `RingMem::write_data` on a
+//!   ring in use, [`RingDump::decode`](crate::RingDump::decode) or
+//!   [`ring_image`](crate::ring_image) of a ring a thread of this process is
+//!   writing) is a data race by Rust's rules, though no `unsafe` appears in
+//!   the calling code. The hostile-peer tests scribble this way on purpose.
+//!   Closing that gap (atomic copies, or plain ones unreachable from safe
+//!   code) is open work: per-word atomic copies cost about twice `memcpy`
+//!   for payloads of 256 bytes to 16 KiB.
 //!
 //! Every `unsafe` block of the crate lives in this module.
 #![allow(unsafe_code)]
@@ -81,13 +91,26 @@ impl SharedRegion {
     ///
     /// # Safety
     ///
-    /// For as long as `owner` (and so every clone of the region) lives:
-    /// - `ptr` is valid for reads and writes of `len` bytes and aligned to
-    ///   [`REGION_ALIGNMENT`];
-    /// - no Rust reference (`&[u8]`, `&mut [u8]`, `&T`) to those bytes exists
-    ///   in this process; others may change them at any time through
-    ///   pointers, atomics, or from outside the process.
+    /// For as long as `owner` (and so every clone of the region) lives, the
+    /// caller promises that:
+    /// - `ptr` is valid for reads and writes of `len` bytes;
+    /// - no Rust reference (`&[u8]`, `&mut [u8]`, `&T`) to those bytes is
+    ///   used in this process, other than the atomics this crate makes for
+    ///   its own word accesses;
+    /// - nothing in this process writes those bytes other than through this
+    ///   region (or its clones) or through atomics. Writers outside the
+    ///   process, a VM, or another mapping of the same file may change them
+    ///   at any time.
+    ///
+    /// # Panics
+    ///
+    /// If `ptr` is not aligned to [`REGION_ALIGNMENT`] (control words and
+    /// descriptor words are reached as atomics, which need it).
     pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize, owner: impl Send + Sync + 'static) -> Self {
+        assert!(
+            ptr.as_ptr() as usize % REGION_ALIGNMENT == 0,
+            "a shared region must start {REGION_ALIGNMENT}-byte aligned"
+        );
         Self { ptr, len, _owner: Arc::new(owner) }
     }
 
@@ -157,11 +180,13 @@ impl SharedRegion {
         if offset % 4 != 0 || offset >= self.len || self.len - offset < 4 {
             word_outside(offset);
         }
-        // SAFETY: the word is in bounds (checked above) and 4-aligned (the
-        // region start is 8-aligned by the constructors' contract and `offset`
-        // is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so the shared
-        // reference permits the concurrent writes the peer makes; all of this
-        // process's accesses to the word go through atomics too. The reference
+        // SAFETY: the word is in bounds (checked above) and 4-aligned (every
+        // constructor checks or makes the region start 8-aligned, and
+        // `offset` is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so the shared
+        // reference permits the concurrent writes the peer makes. Within this
+        // process the control words are reached only through atomics; the
+        // module documentation says which other accesses to shared bytes can
+        // race. The reference
         // lives no longer than `&self`, which keeps the memory alive.
         unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(offset).cast::<u32>()) }
     }
@@ -258,8 +283,8 @@ impl SharedRegion {
         if offset % 8 != 0 || offset >= self.len || self.len - offset < 8 {
             return None;
         }
-        // SAFETY: the word is in bounds (checked above) and 8-aligned (the
-        // region start is 8-aligned by the constructors' contract and
+        // SAFETY: the word is in bounds (checked above) and 8-aligned (every
+        // constructor checks or makes the region start 8-aligned, and
         // `offset` is a multiple of 8). As for `word`: an atomic permits the
         // peer's concurrent writes, and the reference lives no longer than
         // `&self`. The same bytes are also reached by plain copies of the
