@@ -17,7 +17,7 @@
 //!   packets read, signal decisions) and leave byte-identical rings;
 //! - `real_matches_model`: the real endpoints give, op for op, the outcomes
 //!   of the reference model, which makes the signal decisions exactly as
-//!   DESIGN.md states them; run on the model's 2-page ring and on a
+//!   the signalling rules (`vmbus_ring::signal`) state them; run on the model's 2-page ring and on a
 //!   1-page ring (which fills sooner).
 
 use arbitrary::{Arbitrary, Unstructured};

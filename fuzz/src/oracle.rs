@@ -1,4 +1,4 @@
-//! An independent reading of the wire rules of DESIGN.md, written without
+//! An independent reading of the wire rules (`vmbus_ring::wire`), written without
 //! the crate's parser, for the targets to check the crate's verdicts
 //! against: which packets are sound, what they hold, and which field is to
 //! blame when one is not.

@@ -3,7 +3,7 @@
 //!
 //! The model knows nothing of ring bytes: it keeps the packets the writer has
 //! published in a queue, counts bytes with the 8-byte rule, and makes the
-//! signal decisions exactly as DESIGN.md states them. The real run opens an
+//! signal decisions exactly as the signalling rules (`vmbus_ring::signal`) state them. The real run opens an
 //! [`OutgoingRing`] and an [`IncomingRing`] over one ring memory. Both return
 //! a [`Trace`]: one [`Outcome`] per op, comparable with `==`.
 //!
@@ -369,8 +369,7 @@ impl Model {
                 // so the wait is rounded up to one, and capped at what an
                 // empty ring has free (peers ask for `data_len - 1`).
                 //
-                // (DESIGN.md says "round it down"; rounding a wait of 13
-                // down to 8 would signal at 8 free, when the writer still
+                // (Rounding a wait of 13 down to 8 would signal at 8 free, when the writer still
                 // cannot write, and never again at 16: a lost wakeup. Up is
                 // the rule that keeps the writer's promise.)
                 let signal = self.pending_send_size != 0 && {

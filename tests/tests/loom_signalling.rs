@@ -1,4 +1,4 @@
-//! Loom models of DESIGN.md's "Signalling rules": the real `OutgoingRing` and
+//! Loom models of the signalling rules (`vmbus_ring::signal`): the real `OutgoingRing` and
 //! `IncomingRing` over [`LoomRingMem`] in two threads, every interleaving (up
 //! to a preemption bound) and every value the C++ memory model lets each
 //! control-word load return; packet bytes are loom cells, so a reader
@@ -175,7 +175,7 @@ fn check_packet<M: RingMem>(batch: &ReadBatch<'_, M>, packet: &IncomingPacket, i
     assert!(bytes == payload(id, len), "packet {id} torn");
 }
 
-/// Bytes a packet may take with these indices (DESIGN.md: size - used - 8).
+/// Bytes a packet may take with these indices (the wire rules: size - used - 8).
 fn free(write: u32, read: u32) -> usize {
     let used = (write as usize + LOOM_DATA_LEN - read as usize) % LOOM_DATA_LEN;
     LOOM_DATA_LEN - used - 8
@@ -546,7 +546,7 @@ fn writer_pending_send_vs_reader_commit_second_crossing() {
 }
 
 /// Memory whose writer asks for `data_len - 1` bytes whenever it sets a
-/// pending send size, as some peers do (DESIGN.md): the reader must treat
+/// pending send size, as some peers do: the reader must treat
 /// that as "signal me when the ring is empty", never as a size no ring can
 /// free.
 #[derive(Debug, Clone)]

@@ -29,7 +29,8 @@ const FOOTER_LEN: u32 = size_of::<PacketFooter>() as u32;
 /// The ring's bytes: the 4096-byte control page, then the data area.
 ///
 /// The bytes are copied as they are, control words included (not
-/// atomically: for a ring in use, quiesce the peer for an exact image).
+/// atomically: for a ring in use, quiesce the peer for an exact image, and
+/// always a writer in this process, whose writes would race the copy).
 ///
 /// ```
 /// use vmbus_ring::{ring_image, FlatRingMem, OutgoingPacket, OutgoingRing};
@@ -164,7 +165,9 @@ impl RingDump {
     /// every check is exactly the reader's, and a peer still writing to
     /// `mem` cannot make the dump contradict itself. Packets the peer
     /// overwrites while the copy is taken may show as corrupt; quiesce the
-    /// peer for an exact dump.
+    /// peer for an exact dump. A peer in another process or a VM may write
+    /// meanwhile; a writer in this process must be quiesced, or the copy is
+    /// a data race by Rust's rules (see [`SharedRegion`](crate::SharedRegion)).
     ///
     /// A packet of a type the reader does not parse is listed (with
     /// [`PacketRecord::kind`] `None`) and decoding goes on after it; a corrupt

@@ -2,7 +2,7 @@
 //!
 //! The endpoints call these after each commit; code that holds only a
 //! control page (a hypervisor's interrupt path, a debugger) can call them
-//! too. The rules are DESIGN.md's: a writer signals when the ring went from
+//! too. The rules: a writer signals when the ring went from
 //! empty to non-empty and the reader has not masked interrupts; a reader
 //! signals when the free space crossed the writer's pending send size.
 

@@ -322,7 +322,7 @@ fn the_writer_never_sends_a_gpa_direct_packet_its_reader_rejects() {
     let mem = FlatRingMem::new(PAGE).unwrap();
     let (mut writer, mut reader) = endpoints_at(&mem, 0);
     let empty = GpaRangeBuf::new();
-    // DESIGN.md: "a GPA-direct packet carries at least one range": the
+    // The wire rules: a GPA-direct packet carries at least one range: the
     // writer refuses, and nothing reaches the reader.
     let refused = writer.write(&OutgoingPacket::gpa_direct(1, empty.ranges()), &[b"payload"]);
     assert_eq!(refused, Err(WriteError::NoGpaRange));

@@ -1,4 +1,4 @@
-//! The signal decisions of DESIGN.md's "Signalling rules", as tables: each
+//! The signal decisions of the signalling rules (`vmbus_ring::signal`), as tables: each
 //! case is checked through real endpoints and through the pure functions in
 //! `vmbus_ring::signal`, which must agree.
 
