@@ -14,3 +14,10 @@ pub use model::{
 
 #[cfg(loom)]
 pub mod loom_mem;
+
+/// The examples in the workspace README, compiled and run as doctests here:
+/// the README is outside both published packages, so their doctests cannot
+/// include it.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadmeExamples;

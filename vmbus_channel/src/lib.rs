@@ -129,8 +129,3 @@ pub use ring_files::ReceiveLimits;
 pub use signal::{EventFdSignal, SocketSignal};
 pub use signal::{InProcessSignal, Notifier, PeerEvent, Signal};
 pub use transaction::Completion;
-
-/// The examples in the workspace README, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct WorkspaceReadmeExamples;
