@@ -91,6 +91,7 @@
 //! ```
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod blocking;
 mod channel;
