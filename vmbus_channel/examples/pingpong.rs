@@ -51,7 +51,7 @@ mod linux {
     use std::ffi::OsString;
     use std::fs;
     use std::future::Future;
-    use std::io::{self, Write};
+    use std::io::{self, IsTerminal, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
     use std::path::{Path, PathBuf};
     use std::pin::pin;
@@ -391,6 +391,13 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
     }
 
     fn run_host(options: &Options) -> ExitCode {
+        // A dump path that cannot be written fails now, not after the run.
+        if let Some(path) = &options.dump {
+            if let Err(error) = fs::File::create(path) {
+                eprintln!("pingpong: cannot write {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        }
         let socket = SocketPath(std::env::temp_dir().join(format!("vmbus-pingpong-{}.sock", std::process::id())));
         let _ = fs::remove_file(&socket.0);
         let started = Instant::now();
@@ -783,23 +790,25 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         );
     }
 
-    /// The live progress line of one run.
+    /// The live progress line of one run, rewritten in place on a terminal
+    /// (a log or a pipe gets the final line only).
     struct Progress<'a> {
         label: &'a str,
         budget: Duration,
         start: Instant,
         next: Instant,
+        live: bool,
     }
 
     impl<'a> Progress<'a> {
         fn new(label: &'a str, budget: Duration) -> Self {
             let start = Instant::now();
-            Self { label, budget, start, next: start }
+            Self { label, budget, start, next: start, live: io::stdout().is_terminal() }
         }
 
         fn update(&mut self, ops: u64) {
             let now = Instant::now();
-            if now < self.next {
+            if !self.live || now < self.next {
                 return;
             }
             self.next = now + PROGRESS_EVERY;
@@ -816,7 +825,8 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
 
         fn finish(&self, ops: u64, elapsed: Duration) {
             println!(
-                "\r{}: {ops:>9} packets  {:>9.0}/s  in {:.2} s     ",
+                "{}{}: {ops:>9} packets  {:>9.0}/s  in {:.2} s     ",
+                if self.live { "\r" } else { "" },
                 self.label,
                 ops as f64 / elapsed.as_secs_f64().max(1e-9),
                 elapsed.as_secs_f64()

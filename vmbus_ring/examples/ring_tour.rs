@@ -14,6 +14,9 @@ const DATA_LEN: usize = 4096;
 const ROUNDS: u64 = 12;
 
 fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(arg) = std::env::args_os().nth(1) {
+        return Err(format!("ring_tour takes no arguments, not {arg:?}").into());
+    }
     let mem = FlatRingMem::new(DATA_LEN)?;
     let mut writer = OutgoingRing::new(mem.clone())?;
     let mut reader = IncomingRing::new(mem)?;
