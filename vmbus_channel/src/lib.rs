@@ -59,6 +59,8 @@
 //!   fds to a tokio runtime's reactor.
 //! - `async-io` (off by default, Linux): `AsyncIoReactor`, which hands
 //!   them to async-io's reactor (smol, async-std).
+//! - `valuable` (off by default): `valuable::Valuable` for [`QueueCounters`]
+//!   and [`QueueState`], for structured logs.
 //! - `vm-memory` (off by default): channel ends whose rings live in guest
 //!   memory, built from a GPADL's page list over a `vm-memory` (rust-vmm)
 //!   `GuestMemoryMmap`, with `RawChannel::from_gpadl` or `gpadl_rings`.

@@ -64,7 +64,7 @@
 //! - `std` (default): `std::error::Error` for the errors, and on Linux
 //!   [`MappedRingMem::create_memfd`] and [`MappedRingMem::open_fd`]. Without
 //!   it the crate is `no_std` and needs only `alloc`.
-//! - `inspect` (default): [`RingState`] implements `inspect::Valuable`.
+//! - `valuable` (default): [`RingState`] implements `valuable::Valuable`.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

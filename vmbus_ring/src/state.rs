@@ -90,10 +90,10 @@ impl fmt::Display for RingState {
     }
 }
 
-#[cfg(feature = "inspect")]
+#[cfg(feature = "valuable")]
 mod valuable_impl {
     use super::RingState;
-    use inspect::{Fields, NamedField, NamedValues, StructDef, Structable, Valuable, Value, Visit};
+    use valuable::{Fields, NamedField, NamedValues, StructDef, Structable, Valuable, Value, Visit};
 
     const FIELDS: &[NamedField<'static>] = &[
         NamedField::new("data_len"),
@@ -133,12 +133,12 @@ mod valuable_impl {
     }
 }
 
-#[cfg(all(test, feature = "inspect"))]
+#[cfg(all(test, feature = "valuable"))]
 mod tests {
     use super::RingState;
     use crate::{ControlPage, ControlWord, FlatRingMem};
     use core::sync::atomic::Ordering;
-    use inspect::{NamedValues, Value, Visit};
+    use valuable::{NamedValues, Value, Visit};
 
     /// Collects the named fields a `Valuable` reports.
     #[derive(Default)]
@@ -164,7 +164,7 @@ mod tests {
         mem.store(ControlWord::PendingSendSize, 512, Ordering::Relaxed);
         let state = RingState::read(&mem);
         let mut fields = Fields::default();
-        inspect::visit(&state, &mut fields);
+        valuable::visit(&state, &mut fields);
         let names: Vec<&str> = fields.0.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(
             names,

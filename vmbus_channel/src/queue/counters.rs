@@ -1,6 +1,5 @@
 //! Queue counters, kept like a NIC queue's, and the state snapshot.
 
-use inspect::Valuable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vmbus_ring::RingState;
 
@@ -64,7 +63,8 @@ impl Counters {
 }
 
 /// A queue's counters at one moment.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Valuable)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "valuable", derive(valuable::Valuable))]
 pub struct QueueCounters {
     /// Packets read (completions routed to transactions included).
     pub packets_received: u64,
@@ -102,7 +102,8 @@ pub struct QueueCounters {
 }
 
 /// A queue's state: its counters and both rings' control pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Valuable)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "valuable", derive(valuable::Valuable))]
 pub struct QueueState {
     /// The counters.
     pub counters: QueueCounters,
