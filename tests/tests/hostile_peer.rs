@@ -5,6 +5,7 @@
 //!
 //! Each test names the finding it holds fixed.
 
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -136,23 +137,65 @@ fn one_read_call_does_bounded_work_against_a_racing_write_index() {
     assert!(loads.load(Ordering::Relaxed) - after_one_call <= 100);
 }
 
-/// Finding 1 for waiting reads: `poll_read_batch` yields (waking itself)
-/// instead of running on, so an executor and `block_on_until` get their turn.
+/// Finding 1 for waiting reads: `poll_read_batch` returns `Ready(Ok(0))`
+/// at the budget instead of running on, so an executor, `block_on_until`,
+/// or an event loop that sleeps on the signal's fd (which a `Pending` would
+/// leave asleep with packets in the ring) gets its turn.
 #[test]
-fn a_waiting_read_yields_to_the_executor_under_a_flood() {
+fn a_waiting_read_returns_at_its_budget_under_a_flood() {
     let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), 1_000_000, 0);
-    let (waker, wakes) = counting_waker();
-    let mut cx = Context::from_waker(&waker);
-    for round in 1..=3 {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    for round in 1..=3u64 {
         let poll = queue.reader().poll_read_batch(&mut cx, 8, |_, _| panic!("nothing is handed out"));
-        assert!(poll.is_pending(), "round {round}: {poll:?}");
-        assert_eq!(wakes.load(Ordering::Relaxed), round, "the yield woke the task");
+        assert_eq!(poll, std::task::Poll::Ready(Ok(0)), "round {round}");
     }
     assert!(loads.load(Ordering::Relaxed) <= 3 * 100);
     assert_eq!(queue.state().counters.read_budget_spent, 3);
     // A blocking read ends at its deadline though the flood goes on.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
+    let deadline = Instant::now() + Duration::from_millis(20);
     assert_eq!(queue.reader().read_batch_blocking(8, Some(deadline), |_, _| {}), Err(ChannelError::TimedOut));
+    // `read` gives the executor a turn after each budget: it is pending,
+    // having woken its task.
+    let (waker, wakes) = counting_waker();
+    let mut read = Box::pin(queue.reader().read());
+    assert!(read.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+    assert_eq!(wakes.load(Ordering::Relaxed), 1);
+}
+
+/// A signal that always has news: a peer flooding this end with signals.
+#[derive(Debug, Default)]
+struct Flood(vmbus_channel::Notifier);
+
+impl vmbus_channel::Signal for Flood {
+    fn signal_peer(&self) {}
+    fn notifier(&self) -> &vmbus_channel::Notifier {
+        &self.0
+    }
+    fn poll_signal(&self, _: &mut Context<'_>, _: u64) -> std::task::Poll<io::Result<vmbus_channel::PeerEvent>> {
+        std::task::Poll::Ready(Ok(vmbus_channel::PeerEvent::Signalled))
+    }
+    fn wait(&self, _: u64, _: Option<Instant>) -> Option<vmbus_channel::PeerEvent> {
+        Some(vmbus_channel::PeerEvent::Signalled)
+    }
+    fn close(&self) {}
+}
+
+/// Finding 1 for writes: a peer that keeps signalling while the ring stays
+/// full kept one write call going; now it yields, and a blocking write ends
+/// at its deadline.
+#[test]
+fn a_write_into_a_full_ring_yields_under_a_signal_flood() {
+    let (to_peer, from_peer) = (FlatRingMem::new(4096).unwrap(), FlatRingMem::new(4096).unwrap());
+    let mut queue = Queue::new(RawChannel::new(from_peer, to_peer, Flood::default()).unwrap());
+    while queue.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    let (waker, wakes) = counting_waker();
+    let mut written = 0;
+    let packet = [(OutgoingPacket::in_band(2), &[&[8u8; 1000][..]][..])];
+    let poll = queue.writer().poll_write_batch(&mut Context::from_waker(&waker), &packet, &mut written);
+    assert!(poll.is_pending());
+    assert_eq!(wakes.load(Ordering::Relaxed), 1, "the yield woke the task");
+    let deadline = Instant::now() + Duration::from_millis(20);
+    assert_eq!(queue.writer().write_batch_blocking(&packet, Some(deadline)), Err(ChannelError::TimedOut));
 }
 
 /// Finding 3: late completions (their requests given up) count against
@@ -350,32 +393,77 @@ fn a_partial_message_ends_at_the_receive_timeout() {
 #[test]
 fn unstick_wakes_a_writer_whose_signal_was_lost() {
     let (mut host, guest) = connected_pair(4096).unwrap();
-    let mut guest = Queue::new(guest);
-    while guest.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    let (guest_reader, mut guest_writer) = Queue::new(guest).split();
+    while guest_writer.try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
     let writer = std::thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let written =
-            guest.writer().write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&[8; 1000]])], Some(deadline));
-        (written, guest)
+        guest_writer.write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&[8; 1000]])], Some(deadline))
     });
-    // Wait (bounded) until the guest has asked for room.
-    let asked = Instant::now() + Duration::from_secs(60);
-    while host.incoming.memory().load(ControlWord::PendingSendSize, Ordering::Acquire) == 0 {
-        assert!(Instant::now() < asked, "the guest writer never waited");
+    // Once the write counts a wait it has looked for room for the last time
+    // before sleeping: room made from now on is found only on waking.
+    let asleep = Instant::now() + Duration::from_secs(60);
+    while guest_reader.counters().write_waits == 0 {
+        assert!(Instant::now() < asleep, "the guest writer never waited");
         std::thread::yield_now();
     }
     // The host reads everything; the signal its commit calls for is lost.
     let mut batch = host.incoming.read_batch();
-    while batch.next().is_ok() {}
+    while let Ok(_packet) = batch.next() {}
     assert!(batch.commit(), "the commit called for a signal");
     let mut host = Queue::new(host);
     assert!(host.unstick().unwrap(), "the blocked writer should be awake");
-    let (written, _guest) = writer.join().unwrap();
-    assert_eq!(written, Ok(()));
+    assert_eq!(writer.join().unwrap(), Ok(()));
     assert_eq!(host.state().counters.unstick_signals, 1);
     assert!(host.reader().try_read().unwrap().is_some());
     assert!(!host.unstick().unwrap(), "nothing stuck any more");
     assert_eq!(host.state().counters.unstick_signals, 1);
+}
+
+/// Finding 6 from a timer in async code: `Queue::unstick` wakes this end's
+/// own async writer when the room it asked for is free but the peer's
+/// signal was lost.
+#[test]
+fn unstick_wakes_this_ends_own_async_writer() {
+    let (host, mut guest) = connected_pair(4096).unwrap();
+    let mut host = Queue::new(host);
+    while host.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    let (waker, wakes) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let packet = [(OutgoingPacket::in_band(2), &[&[8u8; 1000][..]][..])];
+    let mut written = 0;
+    assert!(host.writer().poll_write_batch(&mut cx, &packet, &mut written).is_pending());
+    let mut batch = guest.incoming.read_batch();
+    while let Ok(_packet) = batch.next() {}
+    let _lost_signal = batch.commit();
+    assert_eq!(wakes.load(Ordering::Relaxed), 0);
+    host.unstick().unwrap();
+    assert!(wakes.load(Ordering::Relaxed) > 0, "unstick woke the waiting writer");
+    assert_eq!(host.writer().poll_write_batch(&mut cx, &packet, &mut written), std::task::Poll::Ready(Ok(())));
+}
+
+/// Finding 6 on a timer, the other direction: a blocking read waiting for
+/// a reply signals the peer again while it has not read this end's request
+/// (its signal was lost).
+#[test]
+fn a_blocked_reader_re_signals_a_peer_that_has_not_read_its_request() {
+    let (host, guest) = connected_pair(4096).unwrap();
+    let guest_signal = guest.signal.clone();
+    let mut host = Queue::new(host);
+    host.set_unstick_interval(Some(Duration::from_millis(5))).unwrap();
+    let (mut reader, mut writer) = host.split();
+    writer.try_write(&OutgoingPacket::in_band(1), &[b"request"]).unwrap();
+    let signalled = vmbus_channel::Signal::notifier(&*guest_signal).generation();
+    let reading = std::thread::spawn(move || {
+        reader.read_batch_blocking(1, Some(Instant::now() + Duration::from_secs(60)), |_, _| {})
+    });
+    let again = Instant::now() + Duration::from_secs(60);
+    while vmbus_channel::Signal::notifier(&*guest_signal).generation() == signalled {
+        assert!(Instant::now() < again, "the blocked reader never signalled the peer again");
+        std::thread::yield_now();
+    }
+    assert!(writer.counters().unstick_signals > 0);
+    drop((guest, guest_signal));
+    assert_eq!(reading.join().unwrap(), Err(ChannelError::Closed));
 }
 
 /// Finding 6: a reader that missed the signal for packets it has not read

@@ -70,18 +70,20 @@ impl<M: RingMem, S: Signal> Receiver<M, S> {
         if self.ended {
             return Poll::Ready(Err(ChannelError::EndOfStream));
         }
-        loop {
-            let Self { reader, rest, .. } = self;
-            let mut outcome = None;
-            match reader.poll_read_batch(cx, 1, |packet, payload| outcome = Some(deliver(packet, payload, buf, rest))) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(_)) => {
-                    if let Some(outcome) = outcome {
-                        return Poll::Ready(self.note_end(outcome));
-                    }
+        let Self { reader, rest, .. } = self;
+        let mut outcome = None;
+        match reader.poll_read_batch(cx, 1, |packet, payload| outcome = Some(deliver(packet, payload, buf, rest))) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(_)) => match outcome {
+                Some(outcome) => Poll::Ready(self.note_end(outcome)),
+                // The read spent its budget on packets a pipe is not handed:
+                // give the executor a turn.
+                None => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
                 }
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
-            }
+            },
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
         }
     }
 

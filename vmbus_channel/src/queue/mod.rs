@@ -6,6 +6,7 @@
 
 mod counters;
 mod reader;
+mod unstick;
 mod wait;
 mod writer;
 
@@ -16,7 +17,6 @@ pub use writer::{PacketWithPayload, QueueWriter};
 use crate::channel::RawChannel;
 use crate::signal::Signal;
 use crate::transaction::Transactions;
-use crate::ChannelError;
 use counters::Counters;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,9 +72,9 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
                 shared: shared.clone(),
                 deferred: None,
                 busy_poll: Duration::ZERO,
-                unstick_interval: None,
+                unstick: None,
             },
-            writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false, unstick_interval: None },
+            writer: QueueWriter { ring: outgoing, signal, shared, waiting_for_space: false, unstick: None },
         }
     }
 
@@ -91,62 +91,6 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
     /// Splits the queue into halves that can move to different tasks or threads.
     pub fn split(self) -> (QueueReader<M, S>, QueueWriter<M, S>) {
         (self.reader, self.writer)
-    }
-
-    /// Unsticks a channel whose peer missed a signal: looks at both rings'
-    /// control pages and signals the peer once if either says it should be
-    /// awake (packets it has not read and interrupts not masked, or room it
-    /// asked for that is free); also wakes this end's async waiters if
-    /// packets are waiting for them. Returns whether it signalled the peer,
-    /// counted in [`QueueCounters::unstick_signals`].
-    ///
-    /// Real peers lose signals: a guest driver may ignore the interrupts
-    /// that arrive before it has finished opening the channel. Call this
-    /// once after opening, and from a timer (a second or so: it costs two
-    /// fences and four loads when nothing is stuck). A spare signal is
-    /// harmless; the peer finds nothing new and sleeps again.
-    ///
-    /// ```
-    /// use vmbus_channel::{connected_pair, Queue};
-    /// use vmbus_ring::OutgoingPacket;
-    ///
-    /// let (host, guest) = connected_pair(4096)?;
-    /// let (mut host, guest) = (Queue::new(host), Queue::new(guest));
-    /// host.writer().try_write(&OutgoingPacket::in_band(1), &[b"unread"])?;
-    /// // Whether or not the guest saw that write's signal, it has not read
-    /// // the packet: unstick signals it again.
-    /// assert!(host.unstick()?);
-    /// assert_eq!(host.state().counters.unstick_signals, 1);
-    /// # drop(guest);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn unstick(&mut self) -> Result<bool, ChannelError> {
-        let peer_reader_stuck = self.writer.ring.reader_missed_signal();
-        let peer_writer_stuck = self.reader.ring.writer_missed_signal();
-        self.reader.wake_if_data()?;
-        Ok(self.writer.signal_stuck_peer(peer_reader_stuck || peer_writer_stuck))
-    }
-
-    /// Unsticks the channel now ([`unstick`](Self::unstick)) and then every
-    /// `interval` that a blocking call (`read_blocking`,
-    /// `write_batch_blocking`, ...) of either half waits without news;
-    /// `None`, the default, never. Async waits take no timer of their own:
-    /// from async code, call [`unstick`](Self::unstick) from your runtime's
-    /// timer. Returns whether this first call signalled the peer.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use vmbus_channel::{connected_pair, Queue};
-    ///
-    /// let (host, _guest) = connected_pair(4096)?;
-    /// let mut host = Queue::new(host);
-    /// assert!(!host.set_unstick_interval(Some(Duration::from_secs(1)))?); // nothing stuck
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn set_unstick_interval(&mut self, interval: Option<Duration>) -> Result<bool, ChannelError> {
-        self.reader.unstick_interval = interval;
-        self.writer.unstick_interval = interval;
-        self.unstick()
     }
 
     /// Tells the peer this end is gone: its reads end with
@@ -171,19 +115,6 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         self.shared.counters.snapshot(self.signal.notifier().generation())
     }
 
-    /// [`Queue::unstick`] for the read half alone: signals the peer if it
-    /// waits for room that is free, and wakes this half's async waiters if
-    /// packets are waiting. Returns whether it signalled the peer.
-    pub fn unstick(&mut self) -> Result<bool, ChannelError> {
-        self.wake_if_data()?;
-        let stuck = self.ring.writer_missed_signal();
-        if stuck {
-            self.signal.signal_peer();
-            Counters::add(&self.shared.counters.unstick_signals_by_reader, 1);
-        }
-        Ok(stuck)
-    }
-
     /// Treats the peer's writer as one that does not honour pending send
     /// size: every read commit that frees space signals it. For peers known
     /// to mishandle it (FreeBSD before 1400097, Linux before 3.11 under some
@@ -191,15 +122,6 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// [`IncomingRing::signal_every_commit`](vmbus_ring::IncomingRing::signal_every_commit).
     pub fn signal_every_commit(&mut self, on: bool) {
         self.ring.signal_every_commit(on);
-    }
-
-    /// Wakes this half's waiters if packets are waiting in the ring: the
-    /// peer may not have signalled them.
-    fn wake_if_data(&mut self) -> Result<(), ChannelError> {
-        if self.ring.has_data()? {
-            self.signal.notifier().notify();
-        }
-        Ok(())
     }
 }
 
@@ -212,23 +134,6 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     /// Tells the peer this end is gone (see [`Queue::close`]).
     pub fn close(&self) {
         self.signal.close();
-    }
-
-    /// [`Queue::unstick`] for the write half alone: signals the peer if it
-    /// has packets to read and has not masked interrupts. Returns whether it
-    /// signalled the peer.
-    pub fn unstick(&mut self) -> bool {
-        let stuck = self.ring.reader_missed_signal();
-        self.signal_stuck_peer(stuck)
-    }
-
-    /// Signals the peer if `stuck`, counting it; returns `stuck`.
-    fn signal_stuck_peer(&mut self, stuck: bool) -> bool {
-        if stuck {
-            self.signal.signal_peer();
-            Counters::add(&self.shared.counters.unstick_signals_by_writer, 1);
-        }
-        stuck
     }
 
     /// Transactions outstanding, if this queue matches them.

@@ -1,6 +1,7 @@
 //! The read half of a queue.
 
 use super::counters::Counters;
+use super::unstick::Unstick;
 use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
 use crate::signal::Signal;
@@ -87,8 +88,9 @@ pub struct QueueReader<M, S> {
     pub(super) deferred: Option<ChannelError>,
     /// How long a waiting read polls the ring before it sleeps.
     pub(super) busy_poll: Duration,
-    /// How often a blocking read looks for a peer that missed a signal.
-    pub(super) unstick_interval: Option<Duration>,
+    /// How often a blocking read looks for a peer that missed a signal, and
+    /// the ring this end writes, to look at its control page too.
+    pub(super) unstick: Option<Unstick<M>>,
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
@@ -220,6 +222,12 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// Like [`try_read_batch`](Self::try_read_batch), but waits until at
     /// least one packet arrives. Fails with [`ChannelError::Closed`] once the
     /// peer has closed and the ring is drained.
+    ///
+    /// `Ready(Ok(0))` when the call spent its work budget on packets it does
+    /// not hand out (see [`try_read_batch`](Self::try_read_batch)) or on a
+    /// ring that kept looking non-empty and then empty: poll again. (It
+    /// returns rather than `Pending`, so that a caller that sleeps on the
+    /// signal's fd is not left asleep with packets in the ring.)
     pub fn poll_read_batch<F>(
         &mut self,
         cx: &mut Context<'_>,
@@ -269,7 +277,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         F: FnMut(&IncomingPacket, &Payload<'_, M>),
     {
         loop {
-            let mut wait = InThread { deadline, unstick_interval: self.unstick_interval };
+            let mut wait =
+                InThread { deadline, unstick_interval: self.unstick.as_ref().map(|unstick| unstick.interval) };
             if let Poll::Ready(result) = self.read_waiting(&mut wait, max, &mut handle) {
                 return result;
             }
@@ -299,6 +308,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             }
             if read.budget_spent || looks == LOOKS_PER_CALL {
                 looks = 0;
+                if W::ENDS_ON_BUDGET {
+                    return Poll::Ready(Ok(0));
+                }
                 if wait.yield_now()?.is_pending() {
                     return Poll::Pending;
                 }
@@ -325,7 +337,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                 Poll::Ready(Woke::Tick) => {
                     self.unstick()?;
                 }
-                Poll::Ready(Woke::Peer(_)) => {}
+                Poll::Ready(Woke::News) => {}
             }
         }
     }
@@ -404,8 +416,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     }
 
     /// Reads one packet without waiting, copying its payload out; `Ok(None)`
-    /// if none was there, [`ChannelError::Closed`] if none was there and the
-    /// peer has closed.
+    /// if none was there (or the call spent its work budget on packets it
+    /// does not hand out: see [`try_read_batch`](Self::try_read_batch)),
+    /// [`ChannelError::Closed`] if none was there and the peer has closed.
     pub fn try_read(&mut self) -> Result<Option<Packet>, ChannelError> {
         let mut packet = None;
         self.try_read_batch(1, |header, payload| packet = Some(Packet::copied(header, payload)))?;
@@ -420,8 +433,24 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             if let Some(packet) = packet {
                 return Ok(packet);
             }
+            // The call spent its budget: let the executor run others first.
+            yield_now().await;
         }
     }
+}
+
+/// Returns `Pending` once, waking the task at once: a turn for the others.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 impl Packet {

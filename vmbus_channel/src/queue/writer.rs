@@ -1,6 +1,7 @@
 //! The write half of a queue.
 
 use super::counters::Counters;
+use super::unstick::Unstick;
 use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
 use crate::signal::Signal;
@@ -9,7 +10,7 @@ use crate::ChannelError;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use vmbus_ring::{OutgoingPacket, OutgoingRing, RingMem, WriteBatch, WriteError};
 
 /// A packet and its payload (a gather list), for batch writes.
@@ -23,8 +24,9 @@ pub struct QueueWriter<M, S> {
     pub(super) shared: Arc<Shared>,
     /// Whether this half has a pending send size set in the ring.
     pub(super) waiting_for_space: bool,
-    /// How often a blocking write looks for a peer that missed a signal.
-    pub(super) unstick_interval: Option<Duration>,
+    /// How often a blocking write looks for a peer that missed a signal,
+    /// and the ring this end reads, to look at its control page too.
+    pub(super) unstick: Option<Unstick<M>>,
 }
 
 impl<M: RingMem, S: Signal> QueueWriter<M, S> {
@@ -76,7 +78,8 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     ) -> Result<(), ChannelError> {
         let mut written = 0;
         loop {
-            let mut wait = InThread { deadline, unstick_interval: self.unstick_interval };
+            let mut wait =
+                InThread { deadline, unstick_interval: self.unstick.as_ref().map(|unstick| unstick.interval) };
             if let Poll::Ready(result) = self.write_waiting(&mut wait, packets, &mut written) {
                 return result;
             }
@@ -90,7 +93,18 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
         packets: &[PacketWithPayload<'_>],
         written: &mut usize,
     ) -> Poll<Result<(), ChannelError>> {
+        /// Tries a call makes before it yields: a peer that keeps signalling
+        /// while the ring stays full cannot keep one call going.
+        const TRIES_PER_CALL: usize = 64;
+        let mut tries = 0;
         loop {
+            tries += 1;
+            if tries > TRIES_PER_CALL {
+                tries = 1;
+                if wait.yield_now()?.is_pending() {
+                    return Poll::Pending;
+                }
+            }
             self.check_open()?;
             let seen = self.signal.notifier().generation();
             let counters = &self.shared.counters;
@@ -124,7 +138,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
                 Poll::Ready(Woke::Tick) => {
                     self.unstick();
                 }
-                Poll::Ready(Woke::Peer(_)) => {}
+                Poll::Ready(Woke::News) => {}
             }
         }
     }
