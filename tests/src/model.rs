@@ -308,7 +308,7 @@ impl Model {
                 };
                 let needed = round_up8(16 + header + usize::from(payload_len)) + 8;
                 let free = self.free(batch_bytes) as usize;
-                let max = self.max_packet().saturating_sub(self.kept_free);
+                let max = self.max_packet().min((self.data_len as usize - 8).saturating_sub(self.kept_free));
                 let outcome = if kind == WriteKind::GpaDirect && range_count == 0 {
                     Outcome::NoGpaRange
                 } else if needed > max {

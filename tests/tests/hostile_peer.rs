@@ -365,6 +365,22 @@ fn rings_above_the_callers_cap_are_refused() {
     assert!(error.to_string().contains("above the 65536 accepted"), "{error}");
 }
 
+/// Finding 5, the cap kept: a ring file the peer could still grow after the
+/// size check is refused.
+#[test]
+fn a_ring_file_that_can_still_grow_is_refused() {
+    use rustix::fs::{fcntl_add_seals, memfd_create, MemfdFlags, SealFlags};
+    let growable = memfd_create("growable-ring", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
+    rustix::fs::ftruncate(&growable, 2 * 4096).unwrap();
+    fcntl_add_seals(&growable, SealFlags::SHRINK).unwrap();
+    let (fds, _peer) = ChannelFds::pair(4096).unwrap();
+    let (here, there) = UnixStream::pair().unwrap();
+    ChannelFds { incoming_ring: growable, ..fds }.send(&here).unwrap();
+    let error = ChannelFds::receive_with(&there, &ReceiveLimits::default()).unwrap_err();
+    assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    assert!(error.to_string().contains("not sealed against growing"), "{error}");
+}
+
 /// Finding 5: a peer that sends the fds with part of the message, then
 /// nothing, held `receive` for ever.
 #[test]

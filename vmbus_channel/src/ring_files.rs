@@ -20,8 +20,11 @@ use vmbus_ring::wire::{MAX_DATA_LEN, PAGE_SIZE};
 pub struct ReceiveLimits {
     /// Largest data area either ring may have, in bytes. The peer's files
     /// pick the ring sizes: without a cap, a sparse sealed memfd of 2 GiB
-    /// costs this process 4 GiB of address space once double-mapped.
-    /// Default: the largest a ring can be (just under 4 GiB).
+    /// costs this process 4 GiB of address space once double-mapped. The
+    /// files must be sealed against growing too (as those of
+    /// [`ChannelFds::pair`](crate::ChannelFds::pair) are), so that the size
+    /// checked is the size mapped. Default: the largest a ring can be (just
+    /// under 4 GiB).
     pub max_data_len: usize,
     /// How long the whole receive may take; `None` (the default): the
     /// socket's own read timeout, if any. A peer that sends the fds and
@@ -50,8 +53,16 @@ pub(crate) fn check_distinct(incoming: BorrowedFd<'_>, outgoing: BorrowedFd<'_>)
 }
 
 /// Refuses a ring file whose data area (its size less the control page)
-/// is above `max_data_len`.
+/// is above `max_data_len`, or that is not sealed against growing (its
+/// holder could grow it past the cap before it is mapped).
 pub(crate) fn check_size(fd: BorrowedFd<'_>, max_data_len: usize, which: &str) -> io::Result<()> {
+    let seals = rustix::fs::fcntl_get_seals(fd).unwrap_or(rustix::fs::SealFlags::empty());
+    if !seals.contains(rustix::fs::SealFlags::GROW) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the {which} ring file is not sealed against growing: its size could change after this check"),
+        ));
+    }
     let size = rustix::fs::fstat(fd)?.st_size;
     let data_len = usize::try_from(size).unwrap_or(usize::MAX).saturating_sub(PAGE_SIZE);
     if data_len > max_data_len {

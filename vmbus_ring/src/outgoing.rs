@@ -155,7 +155,7 @@ impl<M: RingMem> OutgoingRing<M> {
     fn check_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
         let wanted = needed.saturating_add(self.kept_free as usize);
         let cached_free = index::free(self.data_len, cursor, self.read_index) as usize;
-        if wanted <= cached_free && wanted <= self.max_packet as usize {
+        if wanted <= cached_free && needed <= self.max_packet as usize {
             return Ok(());
         }
         self.make_room(cursor, needed)
@@ -167,7 +167,9 @@ impl<M: RingMem> OutgoingRing<M> {
     #[inline(never)]
     fn make_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
         let kept = self.kept_free as usize;
-        let max = self.max_packet_size().saturating_sub(kept);
+        // What a descriptor can describe, and what an empty ring holds
+        // beside the kept bytes.
+        let max = self.max_packet_size().min((self.data_len as usize - PACKET_ALIGNMENT).saturating_sub(kept));
         if needed > max {
             return Err(WriteError::TooLarge { needed, max });
         }

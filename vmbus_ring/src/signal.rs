@@ -55,18 +55,40 @@ pub fn writer_signal_due(
     old_read: u32,
     new_read: u32,
 ) -> bool {
-    if pending_send_size == 0 {
-        return false;
+    match wanted_room(data_len, pending_send_size, &[write_index, old_read, new_read]) {
+        Wanted::Nothing => false,
+        Wanted::Unknowable => true,
+        Wanted::Bytes(wanted) => {
+            let before = index::free(data_len, write_index, old_read);
+            let after = index::free(data_len, write_index, new_read);
+            u64::from(before) < wanted && u64::from(after) >= wanted
+        }
     }
-    let valid = |value| index::check(value, data_len, Field::WriteIndex).is_ok();
-    if !(valid(write_index) && valid(old_read) && valid(new_read)) {
-        return true;
+}
+
+/// What a writer's pending send size asks for, as the signal decisions
+/// read it.
+enum Wanted {
+    /// No pending send size: the writer is not waiting.
+    Nothing,
+    /// An index is not valid for the ring: the decision cannot be reasoned
+    /// about, so it yields a signal.
+    Unknowable,
+    /// This many free bytes: the pending send size rounded up to a multiple
+    /// of 8 (free space always is one), and capped at what an empty ring
+    /// has free (peers exist that ask for `data_len - 1`).
+    Bytes(u64),
+}
+
+fn wanted_room(data_len: u32, pending_send_size: u32, indices: &[u32]) -> Wanted {
+    if pending_send_size == 0 {
+        return Wanted::Nothing;
+    }
+    if indices.iter().any(|&value| index::check(value, data_len, Field::WriteIndex).is_err()) {
+        return Wanted::Unknowable;
     }
     let most_free = data_len.saturating_sub(PACKET_ALIGNMENT as u32);
-    let wanted = u64::from(pending_send_size).next_multiple_of(PACKET_ALIGNMENT as u64).min(most_free.into());
-    let before = index::free(data_len, write_index, old_read);
-    let after = index::free(data_len, write_index, new_read);
-    u64::from(before) < wanted && u64::from(after) >= wanted
+    Wanted::Bytes(u64::from(pending_send_size).next_multiple_of(PACKET_ALIGNMENT as u64).min(most_free.into()))
 }
 
 /// Whether a reader should be awake now, judging by the control page alone:
@@ -98,16 +120,11 @@ pub const fn reader_missed_signal(interrupt_mask: u32, read_index: u32, write_in
 /// assert!(!writer_missed_signal(4096, 0, 2000, 2000)); // writer not waiting
 /// ```
 pub fn writer_missed_signal(data_len: u32, pending_send_size: u32, write_index: u32, read_index: u32) -> bool {
-    if pending_send_size == 0 {
-        return false;
+    match wanted_room(data_len, pending_send_size, &[write_index, read_index]) {
+        Wanted::Nothing => false,
+        Wanted::Unknowable => true,
+        Wanted::Bytes(wanted) => u64::from(index::free(data_len, write_index, read_index)) >= wanted,
     }
-    let valid = |value| index::check(value, data_len, Field::WriteIndex).is_ok();
-    if !(valid(write_index) && valid(read_index)) {
-        return true;
-    }
-    let most_free = data_len.saturating_sub(PACKET_ALIGNMENT as u32);
-    let wanted = u64::from(pending_send_size).next_multiple_of(PACKET_ALIGNMENT as u64).min(most_free.into());
-    u64::from(index::free(data_len, write_index, read_index)) >= wanted
 }
 
 /// For a writer that has just stored its new write index (release): a full

@@ -134,7 +134,9 @@ impl<M: RingMem, S: Signal> MessagePipe<M, S> {
     }
 
     /// [`recv`](Self::recv) without waiting: `Ok(None)` if no message is
-    /// there; errors as for [`recv`](Self::recv), [`ChannelError::Closed`]
+    /// there (or the read spent its work budget on packets a pipe is not
+    /// handed; see [`QueueReader::try_read_batch`](crate::QueueReader::try_read_batch));
+    /// errors as for [`recv`](Self::recv), [`ChannelError::Closed`]
     /// included.
     pub fn try_recv(&mut self) -> Result<Option<Vec<u8>>, ChannelError> {
         if self.receiver.remaining() == 0 && self.receiver.try_next(&mut [])?.is_none() {

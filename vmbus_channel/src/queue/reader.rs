@@ -246,8 +246,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// `deadline` (`None`: none) and then fails with
     /// [`ChannelError::TimedOut`]. Unlike the async read, it also returns
     /// (with `Ok(0)`) when only completions of this queue's transactions
-    /// arrived: they went to their requests, and a thread waiting for one
-    /// needs to look.
+    /// arrived: they went to their requests (or were dropped as stale), and
+    /// a thread waiting for one needs to look.
     ///
     /// ```
     /// use std::time::{Duration, Instant};

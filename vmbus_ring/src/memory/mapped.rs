@@ -205,7 +205,7 @@ mod memfd {
         /// - sealed against shrinking (as those of
         ///   [`create_memfd`](Self::create_memfd) are): a file truncated
         ///   under the mapping makes the next access die with `SIGBUS`;
-        /// - on tmpfs (a memfd, or a file in `/dev/shm`): a hugetlbfs file
+        /// - on tmpfs (a memfd): a hugetlbfs file
         ///   passes the seal check, but a peer can punch a hole and drain the
         ///   huge-page pool, and the next fault is `SIGBUS`;
         /// - not sealed against writes, which would fail the writable
