@@ -584,60 +584,10 @@ fn honest_exchange<M: RingMem + Clone + Send>(a_to_b: &M, b_to_a: &M) {
 }
 
 /// The same ends with no scribbler: every packet arrives in order and
-/// intact. Under ThreadSanitizer this test runs without suppressions for the
-/// ring bytes: the honest protocol (packet bytes, then a release store of the
-/// index; acquire load, then the bytes) must show no data race.
+/// intact.
 #[test]
 fn ends_without_a_scribbler_deliver_in_order() {
     honest_exchange(&FlatRingMem::new(DATA_LEN).unwrap(), &FlatRingMem::new(DATA_LEN).unwrap());
-}
-
-/// Ring memory that drops the ordering the endpoints ask for: every load and
-/// store of a control word is relaxed and the full fence does nothing.
-#[derive(Clone)]
-struct Unordered(FlatRingMem);
-
-impl ControlPage for Unordered {
-    fn load(&self, word: ControlWord, _: Ordering) -> u32 {
-        self.0.load(word, Ordering::Relaxed)
-    }
-    fn store(&self, word: ControlWord, value: u32, _: Ordering) {
-        self.0.store(word, value, Ordering::Relaxed)
-    }
-    fn full_fence(&self) {}
-}
-
-impl RingMem for Unordered {
-    fn data_len(&self) -> usize {
-        self.0.data_len()
-    }
-    fn read_control(&self, offset: usize, buf: &mut [u8]) {
-        self.0.read_control(offset, buf)
-    }
-    fn write_control(&self, offset: usize, buf: &[u8]) {
-        self.0.write_control(offset, buf)
-    }
-    fn read_data(&self, offset: usize, buf: &mut [u8]) {
-        self.0.read_data(offset, buf)
-    }
-    fn write_data(&self, offset: usize, buf: &[u8]) {
-        self.0.write_data(offset, buf)
-    }
-    fn zero_data(&self, offset: usize, len: usize) {
-        self.0.zero_data(offset, len)
-    }
-}
-
-/// The negative control for the ThreadSanitizer run of the test above: the
-/// same exchange with the release/acquire orderings taken away. Under TSan
-/// (std suppressions only) this must report data races on the ring bytes;
-/// if it does not, the clean report above proves nothing. Outside TSan it
-/// is an ordinary exchange (x86 keeps the order anyway), so it is ignored.
-#[test]
-#[ignore = "a negative control for ThreadSanitizer runs; see tests/README.md"]
-fn tsan_negative_control_without_release_acquire() {
-    let ring = || Unordered(FlatRingMem::new(DATA_LEN).unwrap());
-    honest_exchange(&ring(), &ring());
 }
 
 // ---------------------------------------------------------------------------

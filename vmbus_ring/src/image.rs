@@ -28,9 +28,10 @@ const FOOTER_LEN: u32 = size_of::<PacketFooter>() as u32;
 
 /// The ring's bytes: the 4096-byte control page, then the data area.
 ///
-/// The bytes are copied as they are, control words included (not
-/// atomically: for a ring in use, quiesce the peer for an exact image, and
-/// always a writer in this process, whose writes would race the copy).
+/// The bytes are copied as they are, control words included. The copy is
+/// not a snapshot: for a ring in use, quiesce the peer for an exact image
+/// (a writer on another thread is no data race, but its packets may be
+/// caught half written).
 ///
 /// ```
 /// use vmbus_ring::{ring_image, FlatRingMem, OutgoingPacket, OutgoingRing};
@@ -165,9 +166,9 @@ impl RingDump {
     /// every check is exactly the reader's, and a peer still writing to
     /// `mem` cannot make the dump contradict itself. Packets the peer
     /// overwrites while the copy is taken may show as corrupt; quiesce the
-    /// peer for an exact dump. A peer in another process or a VM may write
-    /// meanwhile; a writer in this process must be quiesced, or the copy is
-    /// a data race by Rust's rules (see [`SharedRegion`](crate::SharedRegion)).
+    /// peer for an exact dump. The peer may be anywhere, a thread of this
+    /// process included: every shared access is atomic (see
+    /// [`SharedRegion`](crate::SharedRegion)).
     ///
     /// A packet of a type the reader does not parse is listed (with
     /// [`PacketRecord::kind`] `None`) and decoding goes on after it; a corrupt

@@ -80,9 +80,15 @@ where
     //   through raw pointers and volatile accesses (`VolatileSlice`, `Bytes`),
     //   never `&[u8]`; the guest writes through its own mapping of the same
     //   memory, at any moment, from its vCPUs. `SharedRegion` is built for
-    //   exactly that: it too never forms a reference, copies bulk bytes into
-    //   private buffers that its callers validate, and reaches control words
-    //   only through atomics, so a concurrent guest write can change values
+    //   exactly that: it too never forms a reference, reaches the bytes only
+    //   through atomics and per-byte atomic copies into private buffers that
+    //   its callers validate, so a concurrent guest write can change values
     //   but cannot cause undefined behaviour.
+    // - No in-process non-atomic access: this process could still reach the
+    //   same pages through vm-memory's own (volatile and bulk) copies, from
+    //   other code holding the `GuestMemoryMmap`; that is vm-memory's model
+    //   of guest memory, which treats every such access like the guest's,
+    //   and `RawChannel::from_gpadl` documents that the ring pages belong to
+    //   the channel.
     Ok(unsafe { SharedRegion::from_raw(ptr, PAGE_SIZE, Arc::clone(memory)) })
 }

@@ -230,6 +230,12 @@ impl<S: Signal> RawChannel<PagedRingMem, S> {
     /// The rings open at the indices their control pages hold (a fresh
     /// GPADL is zeroed, so both start empty); invalid indices are an error.
     ///
+    /// The ring pages belong to the channel from then on: other code of this
+    /// process that copies to or from them through vm-memory (an emulated
+    /// device pointed at them by the guest, say) races with the channel's
+    /// accesses the way vm-memory's guest-memory model allows, outside the
+    /// data-race freedom `vmbus_ring` otherwise gives.
+    ///
     /// ```
     /// use vm_memory::{GuestAddress, GuestMemoryMmap};
     /// use vmbus_channel::{GpadlError, InProcessSignal, RawChannel, Side};

@@ -84,12 +84,12 @@ pub trait RingMem: ControlPage {
     /// Size of the data area in bytes.
     fn data_len(&self) -> usize;
 
-    /// Copies control-page bytes starting at `offset` into `buf` (not atomic;
-    /// for dumps and diagnostics).
+    /// Copies control-page bytes starting at `offset` into `buf` (for dumps
+    /// and diagnostics: atomic per byte, not one snapshot of the page).
     fn read_control(&self, offset: usize, buf: &mut [u8]);
 
-    /// Copies `buf` into the control page at `offset` (not atomic; for
-    /// initialising a ring image and for tests).
+    /// Copies `buf` into the control page at `offset` (for initialising a
+    /// ring image and for tests: atomic per byte, not one store).
     fn write_control(&self, offset: usize, buf: &[u8]);
 
     /// Copies data-area bytes starting at `offset` into `buf`, wrapping once.

@@ -6,32 +6,31 @@
 //! buffers, so a racing peer can at worst make the private copy hold values
 //! it would not have chosen, which the callers validate before use.
 //!
-//! The bulk copies are plain (not atomic) copies, as in the kernel's ring
-//! code and vm-memory's bulk copies. What that means depends on who else
-//! writes the bytes:
-//! - A peer in another process or a VM, or this process through a second
-//!   mapping of the same file, is outside Rust's memory model: its racing
-//!   writes only produce arbitrary bytes, which the endpoints validate.
-//! - Honest endpoints in this process (an `OutgoingRing` and an
-//!   `IncomingRing` over clones of one memory, on two threads) never race:
-//!   the indices hand each byte from one side to the other with
-//!   release/acquire, and the loom models check that.
-//! - Anything else in this process that copies the same bytes at the same
-//!   moment through the safe API (two writers over one memory, a thread
-//!   calling [`write`](SharedRegion::write) or `RingMem::write_data` on a
-//!   ring in use, [`RingDump::decode`](crate::RingDump::decode) or
-//!   [`ring_image`](crate::ring_image) of a ring a thread of this process is
-//!   writing) is a data race by Rust's rules, though no `unsafe` appears in
-//!   the calling code. The hostile-peer tests scribble this way on purpose.
-//!   Closing that gap (atomic copies, or plain ones unreachable from safe
-//!   code) is open work: per-word atomic copies cost about twice `memcpy`
-//!   for payloads of 256 bytes to 16 KiB.
+//! Every access this crate makes to the shared bytes is atomic by Rust's
+//! rules: control, descriptor and header words through `AtomicU32` and
+//! `AtomicU64`, bulk copies through per-byte atomic copies (the
+//! `atomic_copy` child module: inline-assembly moves on x86_64, relaxed
+//! atomics elsewhere). So no use of the safe API is a data race, however
+//! many threads of this process reach the same ring: honest endpoints on two
+//! threads, a [`RingDump`](crate::RingDump) of a live ring on a third, two
+//! writers over one memory, or a thread scribbling on purpose. Racing
+//! accesses can still produce bytes nobody chose (a torn packet), which the
+//! endpoints validate as they validate a foreign peer's. Writers outside the
+//! process, a VM, or another mapping of the same file are outside Rust's
+//! memory model altogether; they too can only produce arbitrary bytes.
 //!
-//! Every `unsafe` block of the crate lives in this module.
+//! What the atomics cannot promise is order: a payload is visible to the
+//! reader only because the endpoints publish the write index with release
+//! and load it with acquire, which the loom models check.
+//!
+//! Every `unsafe` block of the crate lives in this module and its child.
 #![allow(unsafe_code)]
+
+mod atomic_copy;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use atomic_copy::{copy_from_shared, copy_to_shared, zero_shared};
 use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -52,8 +51,8 @@ pub struct SharedRegion {
     _owner: Arc<dyn Send + Sync>,
 }
 
-// SAFETY: the region is only reached through atomics and raw copies, both of
-// which may run on any thread at once (that is the shared-memory model this
+// SAFETY: the region is only reached through atomics and per-byte atomic
+// copies, both of which may run on any thread at once (that is the shared-memory model this
 // type exists for), and the owner that keeps the memory alive is `Send + Sync`.
 unsafe impl Send for SharedRegion {}
 // SAFETY: as for `Send`: no method hands out a reference to the bytes.
@@ -97,10 +96,11 @@ impl SharedRegion {
     /// - no Rust reference (`&[u8]`, `&mut [u8]`, `&T`) to those bytes is
     ///   used in this process, other than the atomics this crate makes for
     ///   its own word accesses;
-    /// - nothing in this process writes those bytes other than through this
-    ///   region (or its clones) or through atomics. Writers outside the
-    ///   process, a VM, or another mapping of the same file may change them
-    ///   at any time.
+    /// - nothing in this process accesses those bytes other than through
+    ///   this region (or its clones) or through atomics (no plain reads or
+    ///   writes through pointers: those would race with the region's atomic
+    ///   accesses). Writers outside the process, a VM, or another mapping of
+    ///   the same file may change them at any time.
     ///
     /// # Panics
     ///
@@ -203,12 +203,12 @@ impl SharedRegion {
         // reads for as long as `self` lives. `buf` is private memory: it cannot
         // overlap the region, because no Rust reference to the region may
         // exist (constructor contract). A peer in another process or VM may
-        // write the span while it is copied; that can only leave arbitrary
-        // bytes in `buf`, which every caller validates before use, and no
-        // reference to the shared bytes is ever formed. (An in-process peer
-        // thread doing the same is a data race by Rust's rules: see the
-        // module documentation.)
-        unsafe { copy_bytes(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
+        // write the span while it is copied, and so may a thread of this
+        // process: the copy's shared accesses are atomic, so that is no data
+        // race; it can only leave arbitrary bytes in `buf`, which every
+        // caller validates before use. No reference to the shared bytes is
+        // ever formed.
+        unsafe { copy_from_shared(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
     }
 
     /// Copies `buf` into the region starting at `offset`.
@@ -224,7 +224,7 @@ impl SharedRegion {
         // `buf` (no reference to the region exists). A peer racing on the
         // same bytes sees a mix of old and new bytes, which it must validate;
         // our side keeps no assumption about the span's contents.
-        unsafe { copy_bytes(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+        unsafe { copy_to_shared(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
     }
 
     /// Like [`read`](Self::read), but for a span that starts inside the
@@ -238,7 +238,7 @@ impl SharedRegion {
         }
         // SAFETY: as for `read`: the span is inside the region (checked
         // above) and `buf` is private memory.
-        unsafe { copy_bytes(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
+        unsafe { copy_from_shared(self.ptr.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) }
         true
     }
 
@@ -252,7 +252,7 @@ impl SharedRegion {
         }
         // SAFETY: as for `write`: the span is inside the region (checked
         // above) and `buf` is private memory.
-        unsafe { copy_bytes(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+        unsafe { copy_to_shared(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
         true
     }
 
@@ -287,15 +287,11 @@ impl SharedRegion {
         // constructor checks or makes the region start 8-aligned, and
         // `offset` is a multiple of 8). As for `word`: an atomic permits the
         // peer's concurrent writes, and the reference lives no longer than
-        // `&self`. The same bytes are also reached by plain copies of the
-        // data area (a payload copied over the padding word, a reader's bulk
-        // copy of a range list); this process never makes such an access
-        // concurrently with an atomic one: within an endpoint they follow
-        // each other on one thread, and between the endpoints every byte is
-        // handed over by the indices' release/acquire. A peer in another
-        // process or VM is outside Rust's memory model; an in-process thread
-        // scribbling on the ring on purpose is the data race the module
-        // documentation describes.
+        // `&self`. The same bytes are also reached by the per-byte atomic
+        // copies of the data area (a payload copied over the padding word, a
+        // reader's bulk copy of a range list): atomic too, so no data race,
+        // though of mixed sizes when a thread breaks the protocol (see the
+        // `atomic_copy` module).
         Some(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) })
     }
 
@@ -308,92 +304,13 @@ impl SharedRegion {
     pub fn fill_zero(&self, offset: usize, len: usize) {
         self.check_span(offset, len);
         // SAFETY: in bounds and writable as for `write`; no reference formed.
-        unsafe { core::ptr::write_bytes(self.ptr.as_ptr().add(offset), 0, len) }
+        unsafe { zero_shared(self.ptr.as_ptr().add(offset), len) }
     }
 
     #[inline]
     fn check_span(&self, offset: usize, len: usize) {
         if offset > self.len || len > self.len - offset {
             span_outside(offset, len, self.len);
-        }
-    }
-}
-
-/// Copies `len` bytes from `src` to `dst`, which do not overlap: up to 64
-/// bytes inline (two or four 16-byte moves from 16 bytes on, two 8- or
-/// 4-byte moves below, single bytes below 4), anything else through
-/// `copy_nonoverlapping` (a `memcpy` call unless `len` is a constant). Small
-/// payloads (requests, completions, empty ones) are the common case, and for
-/// them the call and `memcpy`'s dispatch on the length cost more than the copy.
-///
-/// The moves overlap when `len` is not a multiple of 16, so some bytes are
-/// read twice; each byte of `dst` is still written from one read of it, so
-/// `dst` is a snapshot like any other copy of memory the peer may be
-/// changing, which the callers validate before use (`memcpy` itself copies
-/// with overlapping moves).
-///
-/// # Safety
-///
-/// `src` must be valid for reads and `dst` for writes of `len` bytes, and
-/// the two spans must not overlap (the contract of `copy_nonoverlapping`).
-#[inline(always)]
-unsafe fn copy_bytes(src: *const u8, dst: *mut u8, len: usize) {
-    type Chunk = [u8; 16];
-    const CHUNK: usize = size_of::<Chunk>();
-    if (CHUNK..=4 * CHUNK).contains(&len) {
-        let last = len - CHUNK;
-        // SAFETY: `0..16` and `last..len` lie within `0..len` since
-        // `16 <= len`; unaligned accesses need no alignment; the spans are
-        // valid and disjoint by the caller's contract.
-        unsafe {
-            let head = src.cast::<Chunk>().read_unaligned();
-            let tail = src.add(last).cast::<Chunk>().read_unaligned();
-            if len > 2 * CHUNK {
-                // SAFETY: with `32 < len`, `16..32` and `last - 16..last` lie
-                // within `0..len` too.
-                let second = src.add(CHUNK).cast::<Chunk>().read_unaligned();
-                let second_last = src.add(last - CHUNK).cast::<Chunk>().read_unaligned();
-                dst.add(CHUNK).cast::<Chunk>().write_unaligned(second);
-                dst.add(last - CHUNK).cast::<Chunk>().write_unaligned(second_last);
-            }
-            dst.cast::<Chunk>().write_unaligned(head);
-            dst.add(last).cast::<Chunk>().write_unaligned(tail);
-        }
-    } else if len < CHUNK {
-        // SAFETY: as above, for the span `0..len` with `len < 16`: each
-        // helper stays within it.
-        unsafe { copy_below_16(src, dst, len) }
-    } else {
-        // SAFETY: the caller's contract is `copy_nonoverlapping`'s.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) }
-    }
-}
-
-/// [`copy_bytes`] for `len < 16`: two overlapping 8- or 4-byte moves, or
-/// up to three single bytes.
-///
-/// # Safety
-///
-/// As for [`copy_bytes`], with `len < 16`.
-#[inline(always)]
-unsafe fn copy_below_16(src: *const u8, dst: *mut u8, len: usize) {
-    // SAFETY: each access lies within `0..len`, which the caller
-    // guarantees valid and disjoint; unaligned accesses need no alignment.
-    unsafe {
-        if len >= 8 {
-            let head = src.cast::<u64>().read_unaligned();
-            let tail = src.add(len - 8).cast::<u64>().read_unaligned();
-            dst.cast::<u64>().write_unaligned(head);
-            dst.add(len - 8).cast::<u64>().write_unaligned(tail);
-        } else if len >= 4 {
-            let head = src.cast::<u32>().read_unaligned();
-            let tail = src.add(len - 4).cast::<u32>().read_unaligned();
-            dst.cast::<u32>().write_unaligned(head);
-            dst.add(len - 4).cast::<u32>().write_unaligned(tail);
-        } else {
-            for i in 0..len {
-                dst.add(i).write(src.add(i).read());
-            }
         }
     }
 }
