@@ -310,13 +310,13 @@ fn check_packet(packet: &Packet, side: u8, seq: u64) {
         1 => PacketKind::Completion,
         2 => PacketKind::TransferPages(TransferPages {
             set_id: 3,
-            sender_owns_set: round % 8 == 0,
+            sender_owns_set: round.is_multiple_of(8),
             ranges: transfer_ranges(seq).into_iter().collect(),
         }),
         _ => PacketKind::GpaDirect(gpa_ranges(seq)),
     };
     assert_eq!(header.kind, expected_kind, "kind of packet {seq}");
-    assert_eq!(header.completion_requested, seq % 4 == 0, "completion flag of packet {seq}");
+    assert_eq!(header.completion_requested, seq.is_multiple_of(4), "completion flag of packet {seq}");
     let expected = payload(side, seq);
     assert_eq!(packet.payload.len(), expected.len().next_multiple_of(8), "padded length of packet {seq}");
     assert_eq!(packet.payload[..expected.len()], expected[..], "payload of packet {seq}");

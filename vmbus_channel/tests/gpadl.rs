@@ -82,7 +82,7 @@ impl TestPacket {
         let len = (n * 7919 % 3000) as usize;
         Self {
             id: n.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-            completion_requested: n % 4 != 1 && n % 3 == 0,
+            completion_requested: n % 4 != 1 && n.is_multiple_of(3),
             kind,
             payload: (0..len).map(|i| (n as usize * 31 + i * 7) as u8).collect(),
         }
@@ -92,7 +92,9 @@ impl TestPacket {
         let packet = match &self.kind {
             Kind::InBand => OutgoingPacket::in_band(self.id),
             Kind::Completion => OutgoingPacket::completion(self.id),
-            Kind::TransferPages(ranges) => OutgoingPacket::transfer_pages(self.id, 7, self.id % 2 == 0, ranges),
+            Kind::TransferPages(ranges) => {
+                OutgoingPacket::transfer_pages(self.id, 7, self.id.is_multiple_of(2), ranges)
+            }
             Kind::GpaDirect(ranges) => OutgoingPacket::gpa_direct(self.id, ranges.ranges()),
         };
         if self.completion_requested {
@@ -111,7 +113,7 @@ impl TestPacket {
             (Kind::InBand, PacketKind::InBand) | (Kind::Completion, PacketKind::Completion) => {}
             (Kind::TransferPages(sent), PacketKind::TransferPages(got)) => {
                 assert_eq!(got.set_id, 7);
-                assert_eq!(got.sender_owns_set, self.id % 2 == 0);
+                assert_eq!(got.sender_owns_set, self.id.is_multiple_of(2));
                 assert_eq!(&got.ranges[..], &sent[..]);
             }
             (Kind::GpaDirect(sent), PacketKind::GpaDirect(got)) => assert_eq!(got, sent),

@@ -525,7 +525,7 @@ mod linux {
         use rustix::process::{getrlimit, setrlimit, Resource};
         let limit = getrlimit(Resource::Nofile);
         // `None`: unlimited.
-        if limit.current.map_or(true, |current| current >= needed) {
+        if limit.current.is_none_or(|current| current >= needed) {
             return true;
         }
         if limit.maximum.is_some_and(|maximum| maximum < needed) {
@@ -649,7 +649,7 @@ mod linux {
             let call = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall"))
                 .ok()
                 .and_then(|line| line.split_whitespace().next()?.parse::<i64>().ok());
-            sleeping && call.map_or(true, |call| EPOLL_SYSCALLS.contains(&call))
+            sleeping && call.is_none_or(|call| EPOLL_SYSCALLS.contains(&call))
         };
         let [a, b] = signal_pair(SignalKind::Socket, &driver);
         let (waker, woken) = counting_waker();

@@ -8,7 +8,7 @@ use crate::{CorruptError, Field};
 /// bytes: a multiple of 8 below `data_len`.
 #[inline]
 pub(crate) fn check(value: u32, data_len: u32, field: Field) -> Result<u32, CorruptError> {
-    if value % PACKET_ALIGNMENT as u32 != 0 || value >= data_len {
+    if !value.is_multiple_of(PACKET_ALIGNMENT as u32) || value >= data_len {
         return Err(CorruptError::new(field, value.into()));
     }
     Ok(value)

@@ -466,7 +466,7 @@ impl Frame<'_, '_> {
         // the word's head afterwards, leaves the padding zero. That word
         // belongs to the payload (which is not empty if it needs padding), so
         // no descriptor or header byte is touched.
-        if self.payload_len % PACKET_ALIGNMENT != 0 {
+        if !self.payload_len.is_multiple_of(PACKET_ALIGNMENT) {
             mem.write_data_word(at(self.length - PACKET_ALIGNMENT), 0);
         }
         let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };

@@ -406,7 +406,7 @@ fn writer_signal_due_signals_when_indices_cannot_be_trusted() {
 #[test]
 fn writer_signal_due_never_panics() {
     const VALUES: [u32; 10] = [0, 1, 7, 8, 4088, 4095, 4096, 4104, u32::MAX - 7, u32::MAX];
-    let valid = |value: u32, data_len: u32| value % 8 == 0 && value < data_len;
+    let valid = |value: u32, data_len: u32| value.is_multiple_of(8) && value < data_len;
     let mut calls = 0;
     for data_len in VALUES {
         for pending in VALUES {

@@ -55,7 +55,7 @@ where
         return Err(PageError::NotMapped);
     }
     let ptr = NonNull::new(ptr).ok_or(PageError::NotMapped)?;
-    if ptr.as_ptr() as usize % REGION_ALIGNMENT != 0 {
+    if !(ptr.as_ptr() as usize).is_multiple_of(REGION_ALIGNMENT) {
         return Err(PageError::Misaligned);
     }
     // SAFETY: `SharedRegion::from_raw` needs, for as long as the owner lives:

@@ -53,7 +53,7 @@ impl MappedRingMem {
         let after_control = region.len().saturating_sub(PAGE_SIZE);
         let data_len = match layout {
             MappingLayout::Single => after_control,
-            MappingLayout::Double if after_control % 2 == 0 => after_control / 2,
+            MappingLayout::Double if after_control.is_multiple_of(2) => after_control / 2,
             MappingLayout::Double => return Err(OpenError::InvalidSize { data_len: after_control }),
         };
         check_data_len(data_len)?;

@@ -125,7 +125,7 @@ pub trait RingMem: ControlPage {
 
 /// Checks that `data_len` is a valid data-area size.
 pub fn check_data_len(data_len: usize) -> Result<(), OpenError> {
-    if data_len == 0 || data_len % PAGE_SIZE != 0 || data_len > MAX_DATA_LEN {
+    if data_len == 0 || !data_len.is_multiple_of(PAGE_SIZE) || data_len > MAX_DATA_LEN {
         return Err(OpenError::InvalidSize { data_len });
     }
     Ok(())
@@ -157,7 +157,7 @@ fn split_at_wrap(data_len: usize, offset: usize, len: usize) -> (usize, usize) {
 /// `data_len`.
 #[inline]
 fn check_data_word(data_len: usize, offset: usize) {
-    if offset % 8 != 0 || offset >= data_len {
+    if !offset.is_multiple_of(8) || offset >= data_len {
         word_outside_data_area(data_len, offset);
     }
 }

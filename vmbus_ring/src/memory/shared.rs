@@ -108,7 +108,7 @@ impl SharedRegion {
     /// descriptor words are reached as atomics, which need it).
     pub unsafe fn from_raw(ptr: NonNull<u8>, len: usize, owner: impl Send + Sync + 'static) -> Self {
         assert!(
-            ptr.as_ptr() as usize % REGION_ALIGNMENT == 0,
+            (ptr.as_ptr() as usize).is_multiple_of(REGION_ALIGNMENT),
             "a shared region must start {REGION_ALIGNMENT}-byte aligned"
         );
         Self { ptr, len, _owner: Arc::new(owner) }
@@ -141,7 +141,7 @@ impl SharedRegion {
     /// assert!(region.sub_region(4, 8).is_none());
     /// ```
     pub fn sub_region(&self, offset: usize, len: usize) -> Option<SharedRegion> {
-        if offset > self.len || len > self.len - offset || offset % REGION_ALIGNMENT != 0 {
+        if offset > self.len || len > self.len - offset || !offset.is_multiple_of(REGION_ALIGNMENT) {
             return None;
         }
         // SAFETY: `offset` is inside the region (checked above), so the
@@ -152,7 +152,7 @@ impl SharedRegion {
 
     /// Whether the region starts on a [`REGION_ALIGNMENT`] boundary.
     pub(crate) fn is_aligned(&self) -> bool {
-        self.ptr.as_ptr() as usize % REGION_ALIGNMENT == 0
+        (self.ptr.as_ptr() as usize).is_multiple_of(REGION_ALIGNMENT)
     }
 
     /// The `u32` at `offset`.
@@ -177,7 +177,7 @@ impl SharedRegion {
 
     #[inline]
     fn word(&self, offset: usize) -> &AtomicU32 {
-        if offset % 4 != 0 || offset >= self.len || self.len - offset < 4 {
+        if !offset.is_multiple_of(4) || offset >= self.len || self.len - offset < 4 {
             word_outside(offset);
         }
         // SAFETY: the word is in bounds (checked above) and 4-aligned (every
@@ -280,7 +280,7 @@ impl SharedRegion {
 
     #[inline]
     fn word_u64(&self, offset: usize) -> Option<&AtomicU64> {
-        if offset % 8 != 0 || offset >= self.len || self.len - offset < 8 {
+        if !offset.is_multiple_of(8) || offset >= self.len || self.len - offset < 8 {
             return None;
         }
         // SAFETY: the word is in bounds (checked above) and 8-aligned (every
