@@ -575,6 +575,61 @@ mod memfd {
         }
     }
 
+    /// A plain file in the temporary directory, already unlinked.
+    fn plain_file(len: u64) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("vmbus-ring-trusted-{}-{len}", std::process::id()));
+        let file = std::fs::File::options().read(true).write(true).create(true).truncate(true).open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file.set_len(len).unwrap();
+        file
+    }
+
+    /// A trusted mapping (a uio device's way in) of a plain, unsealed file,
+    /// at an offset: `open_fd` refuses that file, `map_trusted_fd` maps it,
+    /// and two such mappings share one ring whose bytes land in the file.
+    #[test]
+    fn a_trusted_mapping_of_a_plain_file_shares_the_ring() {
+        use std::os::unix::fs::FileExt;
+        let data_len = 2 * PAGE;
+        let offset = PAGE as u64;
+        let file = plain_file(offset + (PAGE + data_len) as u64);
+        assert_eq!(
+            MappedRingMem::open_fd(&file, MappingLayout::Single).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        let map = |layout| {
+            // SAFETY: the file is this test's own, unlinked, and never truncated.
+            let region = unsafe { SharedRegion::map_trusted_fd(&file, offset, data_len, layout) }.unwrap();
+            MappedRingMem::new(region, layout).unwrap()
+        };
+        for (a, b) in [(MappingLayout::Double, MappingLayout::Single), (MappingLayout::Single, MappingLayout::Double)] {
+            let ctx = format!("{a:?} to {b:?}");
+            send(&ctx, &map(a), &map(b), 0x7e);
+        }
+        // The ring is in the file, past `offset`: its write index is there.
+        let mut word = [0; 4];
+        file.read_exact_at(&mut word, offset).unwrap();
+        assert_eq!(word[..], ring_image(&map(MappingLayout::Single))[..4]);
+        assert_ne!(u32::from_le_bytes(word), 0, "a packet was written");
+    }
+
+    #[test]
+    fn a_trusted_mapping_checks_what_it_can() {
+        let data_len = 2 * PAGE;
+        let file = plain_file((PAGE + data_len) as u64);
+        // SAFETY (each call): the file is this test's own and never truncated;
+        // every call below is refused before mapping anything.
+        let refused = |offset, data_len| {
+            unsafe { SharedRegion::map_trusted_fd(&file, offset, data_len, MappingLayout::Single) }.unwrap_err().kind()
+        };
+        assert_eq!(refused(PAGE as u64, data_len), io::ErrorKind::InvalidInput, "a file too short for the ring");
+        assert_eq!(refused(0, 2 * data_len), io::ErrorKind::InvalidInput, "a file too short for the ring");
+        assert_eq!(refused(100, data_len), io::ErrorKind::InvalidInput, "an offset off a page");
+        assert_eq!(refused(0, 100), io::ErrorKind::InvalidInput, "a data area not whole pages");
+        assert_eq!(refused(0, 0), io::ErrorKind::InvalidInput, "an empty data area");
+        assert_eq!(refused(u64::MAX - 4095, data_len), io::ErrorKind::InvalidInput, "an offset at the end of u64");
+    }
+
     #[test]
     fn a_double_mapping_mirrors_the_data_area() {
         let data_len = 2 * PAGE;

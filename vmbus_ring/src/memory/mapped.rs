@@ -216,7 +216,7 @@ mod memfd {
             let file_len = usize::try_from(stat.st_size).unwrap_or(usize::MAX);
             let data_len = file_len.saturating_sub(PAGE_SIZE);
             check_data_len(data_len).map_err(invalid_input)?;
-            let region = map_ring_fd(fd.as_fd(), data_len, layout == MappingLayout::Double)?;
+            let region = map_ring_fd(fd.as_fd(), 0, data_len, layout == MappingLayout::Double)?;
             Self::new(region, layout).map_err(invalid_input)
         }
     }

@@ -373,10 +373,94 @@ mod mapping {
         Some((file_len, map_len))
     }
 
-    /// Maps a ring file (control page then data area) shared and read-write.
-    /// With `double`, the data area is mapped a second time right after the
-    /// first, so the region is `4096 + 2 * data_len` bytes long.
-    pub(crate) fn map_ring_fd(fd: BorrowedFd<'_>, data_len: usize, double: bool) -> io::Result<SharedRegion> {
+    impl SharedRegion {
+        /// Maps the ring at byte `offset` of a file the caller trusts (a
+        /// device such as a uio map, or a plain file): a 4096-byte control
+        /// page then `data_len` bytes of data area, shared and read-write,
+        /// the data area mapped twice back to back with
+        /// [`MappingLayout::Double`](crate::MappingLayout::Double). Hand the
+        /// region to [`MappedRingMem::new`](crate::MappedRingMem::new) with
+        /// the same layout.
+        ///
+        /// Unlike [`MappedRingMem::open_fd`](crate::MappedRingMem::open_fd),
+        /// which refuses any file whose holders could make an access fault,
+        /// this checks only what it can: `data_len` is a valid data-area size,
+        /// `offset` is page-aligned, and a regular file is long enough (a
+        /// device reports no length).
+        ///
+        /// ```
+        /// use vmbus_ring::{MappedRingMem, MappingLayout, OutgoingPacket, OutgoingRing, SharedRegion};
+        /// let file = tempfile_in_tmp()?;
+        /// file.set_len(4096 + 8192)?;
+        /// // SAFETY: this process created the file, and nothing truncates it.
+        /// let region = unsafe { SharedRegion::map_trusted_fd(&file, 0, 8192, MappingLayout::Double) }?;
+        /// let mem = MappedRingMem::new(region, MappingLayout::Double)?;
+        /// OutgoingRing::new(mem)?.write(&OutgoingPacket::in_band(1), &[b"hi"])?;
+        /// # fn tempfile_in_tmp() -> std::io::Result<std::fs::File> {
+        /// #     let path = std::env::temp_dir().join(format!("vmbus-ring-doc-{}", std::process::id()));
+        /// #     let file = std::fs::File::options().read(true).write(true).create(true).truncate(true).open(&path)?;
+        /// #     std::fs::remove_file(&path)?;
+        /// #     Ok(file)
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        ///
+        /// # Errors
+        ///
+        /// [`io::ErrorKind::InvalidInput`] for a bad `data_len` or `offset`,
+        /// a regular file shorter than the ring, or a ring too large for the
+        /// address space; the `mmap` error if the kernel refuses the mapping.
+        ///
+        /// # Safety
+        ///
+        /// For as long as the region (or any clone) lives, the caller
+        /// promises that every byte of the file's span
+        /// `offset..offset + 4096 + data_len` can be read and written through
+        /// a shared mapping without a fault: nobody truncates the file or
+        /// punches holes in it, the device behind it stays present and backs
+        /// the whole span with memory. A fault kills this process with
+        /// `SIGBUS`; that is the crash [`open_fd`](crate::MappedRingMem::open_fd)
+        /// prevents by refusing such files. What the peer writes into the
+        /// span is not the caller's concern: the endpoints validate it.
+        pub unsafe fn map_trusted_fd(
+            fd: impl rustix::fd::AsFd,
+            offset: u64,
+            data_len: usize,
+            layout: crate::MappingLayout,
+        ) -> io::Result<SharedRegion> {
+            let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+            crate::memory::check_data_len(data_len).map_err(|error| invalid(error.to_string()))?;
+            if !offset.is_multiple_of(crate::wire::PAGE_SIZE as u64) {
+                return Err(invalid(format!("offset {offset} is not a multiple of the page size")));
+            }
+            let fd = fd.as_fd();
+            let stat = rustix::fs::fstat(fd)?;
+            let ring_len = (crate::wire::PAGE_SIZE + data_len) as u64;
+            let is_regular = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+            let file_len = u64::try_from(stat.st_size).unwrap_or(0);
+            if is_regular && offset.checked_add(ring_len).is_none_or(|end| end > file_len) {
+                return Err(invalid(format!(
+                    "the file is {file_len} bytes long: a ring of {ring_len} bytes at {offset} does not fit"
+                )));
+            }
+            map_ring_fd(fd, offset, data_len, layout == crate::MappingLayout::Double)
+        }
+    }
+
+    /// Maps a ring file's span at `offset` (control page then data area)
+    /// shared and read-write. With `double`, the data area is mapped a
+    /// second time right after the first, so the region is
+    /// `4096 + 2 * data_len` bytes long.
+    ///
+    /// The caller has checked that `data_len` is a valid data-area size and
+    /// that `offset` is page-aligned (so `offset + 4096` cannot overflow a
+    /// `u64` a file offset fits in).
+    pub(crate) fn map_ring_fd(
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        data_len: usize,
+        double: bool,
+    ) -> io::Result<SharedRegion> {
         let page = crate::wire::PAGE_SIZE;
         let (file_len, map_len) = mapping_lengths(data_len, double).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "the ring is too large to map in this address space")
@@ -389,11 +473,15 @@ mod mapping {
         let mapping = Mapping { ptr: NonNull::new(base.cast()).ok_or(io::ErrorKind::AddrNotAvailable)?, len: map_len };
         // SAFETY: MAP_FIXED replaces pages inside the reservation made just
         // above and owned by `mapping`, so no other memory is affected.
-        unsafe { mmap(base, file_len, rw, MapFlags::SHARED | MapFlags::FIXED, fd, 0) }?;
+        unsafe { mmap(base, file_len, rw, MapFlags::SHARED | MapFlags::FIXED, fd, offset) }?;
         if double {
+            let data_offset = offset
+                .checked_add(page as u64)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the ring's file offset overflows"))?;
             // SAFETY: as above; the target span `[file_len, map_len)` lies
-            // inside the reservation, and the file offset `page` with length
-            // `data_len` lies inside the file (the caller sized it).
+            // inside the reservation, and the file span at `data_offset` with
+            // length `data_len` is the ring's data area (the caller sized the
+            // file, or promised the span exists).
             unsafe {
                 mmap(
                     base.cast::<u8>().add(file_len).cast(),
@@ -401,7 +489,7 @@ mod mapping {
                     rw,
                     MapFlags::SHARED | MapFlags::FIXED,
                     fd,
-                    page as u64,
+                    data_offset,
                 )
             }?;
         }
