@@ -61,6 +61,11 @@
 //!   them to async-io's reactor (smol, async-std).
 //! - `valuable` (off by default): `valuable::Valuable` for [`QueueCounters`]
 //!   and [`QueueState`], for structured logs.
+//! - `tracing` (off by default): `tracing` events, target `vmbus_channel`,
+//!   for a corrupt ring (`WARN`, naming the field), the peer closing
+//!   (`INFO`), a stuck-channel signal (`INFO`), a writer starting to wait on
+//!   a full ring, a request given up and a stale completion dropped
+//!   (`DEBUG`). None on the per-packet path.
 //! - `vm-memory` (off by default): channel ends whose rings live in guest
 //!   memory, built from a GPADL's page list over a `vm-memory` (rust-vmm)
 //!   `GuestMemoryMmap`, with `RawChannel::from_gpadl` or `gpadl_rings`.
@@ -100,6 +105,7 @@ mod channel;
 #[cfg(target_os = "linux")]
 mod cross_process;
 mod error;
+mod events;
 #[cfg(feature = "vm-memory")]
 mod gpadl;
 mod pipe;

@@ -1,6 +1,7 @@
 //! Transactions: requests that ask for a completion, matched to the
 //! completions the peer sends back by transaction id.
 
+use crate::events;
 use crate::ChannelError;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ impl Transactions {
 
     /// Releases an id: its request was never sent, or was given up.
     pub fn cancel(&self, id: u64) {
+        events::request_given_up(id);
         self.table.lock().slots.remove(&id);
     }
 

@@ -4,6 +4,7 @@ use super::counters::Counters;
 use super::unstick::Unstick;
 use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
+use crate::events::{self, Ring};
 use crate::signal::Signal;
 use crate::transaction::Delivery;
 use crate::ChannelError;
@@ -162,6 +163,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                     continue;
                 }
                 Err(ReadError::Corrupt(corrupt)) => {
+                    events::corrupt_ring(Ring::Incoming, &corrupt);
                     // The ring is unusable from here: no completion can come.
                     self.shared.fail_transactions();
                     failure = Some(ChannelError::Corrupt(corrupt));
@@ -174,7 +176,10 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             if let (PacketKind::Completion, Some(transactions)) = (&packet.kind, &self.shared.transactions) {
                 match transactions.complete(packet.transaction_id, payload.to_vec()) {
                     Ok(Delivery::Delivered) => {}
-                    Ok(Delivery::Stale) => stale += 1,
+                    Ok(Delivery::Stale) => {
+                        events::stale_completion(packet.transaction_id);
+                        stale += 1;
+                    }
                     Err(unknown) => {
                         failure = Some(unknown);
                         break;

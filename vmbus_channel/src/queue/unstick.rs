@@ -3,6 +3,7 @@
 
 use super::counters::Counters;
 use super::{Queue, QueueReader, QueueWriter};
+use crate::events::{self, Ring};
 use crate::signal::Signal;
 use crate::ChannelError;
 use std::sync::atomic::Ordering;
@@ -125,6 +126,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         let stuck = self.ring.writer_missed_signal()
             || self.unstick.as_ref().is_some_and(|unstick| reader_should_be_awake(&unstick.other_ring));
         if stuck {
+            events::unstick_signal(Ring::Incoming);
             self.signal.signal_peer();
             Counters::add(&self.shared.counters.unstick_signals_by_reader, 1);
         }
@@ -150,6 +152,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
     /// Signals the peer if `stuck`, counting it; returns `stuck`.
     fn signal_stuck_peer(&mut self, stuck: bool) -> bool {
         if stuck {
+            events::unstick_signal(Ring::Outgoing);
             self.signal.signal_peer();
             Counters::add(&self.shared.counters.unstick_signals_by_writer, 1);
         }

@@ -4,6 +4,7 @@ use super::counters::Counters;
 use super::unstick::Unstick;
 use super::wait::{InTask, InThread, Wait, Woke};
 use super::Shared;
+use crate::events::{self, Ring};
 use crate::signal::Signal;
 use crate::transaction::{Completion, Transactions};
 use crate::ChannelError;
@@ -126,11 +127,14 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             let needed = match outcome {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(ChannelError::Full { needed, .. }) => needed,
-                Err(error) => return Poll::Ready(Err(error)),
+                Err(error) => return Poll::Ready(Err(traced(error))),
             };
             Counters::add(&self.shared.counters.ring_full, 1);
-            if self.ring.set_pending_send_size(needed).map_err(ChannelError::from)? {
+            if self.ring.set_pending_send_size(needed).map_err(|error| traced(error.into()))? {
                 continue;
+            }
+            if !self.waiting_for_space {
+                events::writer_blocked(needed);
             }
             self.waiting_for_space = true;
             match wait.wait(&*self.signal, seen, &self.shared.counters.write_waits)? {
@@ -251,4 +255,12 @@ fn write_counted<M: RingMem>(
     sent.packets += 1;
     sent.bytes += payload.iter().map(|piece| piece.len() as u64).sum::<u64>();
     Ok(())
+}
+
+/// `error`, after emitting the corrupt-ring event if it is one.
+fn traced(error: ChannelError) -> ChannelError {
+    if let ChannelError::Corrupt(corrupt) = &error {
+        events::corrupt_ring(Ring::Outgoing, corrupt);
+    }
+    error
 }

@@ -6,6 +6,7 @@ mod loom_model;
 mod sync;
 
 use self::sync::{AtomicBool, AtomicU64, Condvar, Mutex, MutexGuard};
+use crate::events;
 use smallvec::SmallVec;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
@@ -131,7 +132,9 @@ impl Notifier {
 
     /// Records that the peer closed and wakes every waiter. Idempotent.
     pub fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
+        if !self.closed.swap(true, Ordering::SeqCst) {
+            events::peer_closed();
+        }
         self.wake_all();
     }
 
@@ -300,8 +303,8 @@ impl Notifier {
         if found.signalled && !self.is_closed() {
             self.generation.fetch_add(1, Ordering::SeqCst);
         }
-        if found.closed {
-            self.closed.store(true, Ordering::SeqCst);
+        if found.closed && !self.closed.swap(true, Ordering::SeqCst) {
+            events::peer_closed();
         }
         self.wake_locked(waiters);
     }
