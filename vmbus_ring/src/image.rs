@@ -28,10 +28,13 @@ const FOOTER_LEN: u32 = size_of::<PacketFooter>() as u32;
 
 /// The ring's bytes: the 4096-byte control page, then the data area.
 ///
-/// The bytes are copied as they are, control words included. The copy is
-/// not a snapshot: for a ring in use, quiesce the peer for an exact image
-/// (a writer on another thread is no data race, but its packets may be
-/// caught half written).
+/// The bytes are copied as they are, control words included, through atomic
+/// loads of the sizes the endpoints store with (4-byte control words, 8-byte
+/// data words). The copy is not a snapshot: for a ring in use, quiesce the
+/// peer for an exact image. A writer on another thread of this process is
+/// no data race, but its packets may be caught half written, and its
+/// per-byte payload copies may overlap this copy's word loads, a mix of
+/// access sizes Rust's memory model leaves undefined: quiesce it too.
 ///
 /// ```
 /// use vmbus_ring::{ring_image, FlatRingMem, OutgoingPacket, OutgoingRing};
@@ -45,10 +48,18 @@ pub fn ring_image(mem: &impl RingMem) -> Vec<u8> {
     let mut image = vec![0; PAGE_SIZE + mem.data_len()];
     let (control, data) = image.split_at_mut(PAGE_SIZE);
     mem.read_control(0, control);
-    if !data.is_empty() {
-        mem.read_data(0, data);
-    }
+    read_data_words(mem, 0, data);
     image
+}
+
+/// Copies the data area's bytes at `offset` (a multiple of 8, as is
+/// `buf.len()`) into `buf` through 8-byte word loads, the size the endpoints
+/// store descriptors and headers with, so that a dump of a live ring does not
+/// mix access sizes with them.
+fn read_data_words(mem: &impl RingMem, offset: usize, buf: &mut [u8]) {
+    for (at, word) in (offset..).step_by(8).zip(buf.chunks_exact_mut(8)) {
+        word.copy_from_slice(&mem.read_data_word(at).to_le_bytes());
+    }
 }
 
 /// Ring memory holding a copy of `image` (a control page, then the data
@@ -166,9 +177,12 @@ impl RingDump {
     /// every check is exactly the reader's, and a peer still writing to
     /// `mem` cannot make the dump contradict itself. Packets the peer
     /// overwrites while the copy is taken may show as corrupt; quiesce the
-    /// peer for an exact dump. The peer may be anywhere, a thread of this
-    /// process included: every shared access is atomic (see
-    /// [`SharedRegion`](crate::SharedRegion)).
+    /// peer for an exact dump. The peer may be in another process or a VM
+    /// meanwhile. A writer on another thread of this process should be
+    /// quiesced too: no access is a data race (every shared access is
+    /// atomic, see [`SharedRegion`](crate::SharedRegion)), but its per-byte
+    /// payload copies may overlap this copy's word loads, a mix of access
+    /// sizes Rust's memory model leaves undefined.
     ///
     /// A packet of a type the reader does not parse is listed (with
     /// [`PacketRecord::kind`] `None`) and decoding goes on after it; a corrupt
@@ -258,7 +272,7 @@ fn snapshot(mem: &impl RingMem) -> Result<FlatRingMem, OpenError> {
         copy.store(word, mem.load(word, Ordering::Acquire), Ordering::Relaxed);
     }
     for offset in (0..mem.data_len()).step_by(PAGE_SIZE) {
-        mem.read_data(offset, &mut page);
+        read_data_words(mem, offset, &mut page);
         copy.write_data(offset, &page);
     }
     Ok(copy)

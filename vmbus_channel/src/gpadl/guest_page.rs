@@ -84,11 +84,13 @@ where
     //   through atomics and per-byte atomic copies into private buffers that
     //   its callers validate, so a concurrent guest write can change values
     //   but cannot cause undefined behaviour.
-    // - No in-process non-atomic access: this process could still reach the
-    //   same pages through vm-memory's own (volatile and bulk) copies, from
-    //   other code holding the `GuestMemoryMmap`; that is vm-memory's model
-    //   of guest memory, which treats every such access like the guest's,
-    //   and `RawChannel::from_gpadl` documents that the ring pages belong to
-    //   the channel.
+    // - No in-process non-atomic access: NOT fully met, and it cannot be
+    //   from here. Other code of this process holding the `GuestMemoryMmap`
+    //   can reach the same pages through vm-memory's own volatile and bulk
+    //   copies, which are not atomic: racing with the channel, that is a
+    //   data race by Rust's rules, as every racing guest-memory access in
+    //   vm-memory's model is. `RawChannel::from_gpadl` documents that the
+    //   ring pages belong to the channel, so only a VMM that breaks that
+    //   (an emulated device pointed at the ring pages) gets there.
     Ok(unsafe { SharedRegion::from_raw(ptr, PAGE_SIZE, Arc::clone(memory)) })
 }

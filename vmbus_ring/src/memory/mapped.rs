@@ -271,7 +271,7 @@ impl RingMem for MappedRingMem {
     }
     fn read_control(&self, offset: usize, buf: &mut [u8]) {
         check_control_span(offset, buf.len());
-        self.control.read(offset, buf)
+        self.control.read_u32_words(offset, buf)
     }
     fn write_control(&self, offset: usize, buf: &[u8]) {
         check_control_span(offset, buf.len());

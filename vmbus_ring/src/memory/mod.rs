@@ -84,8 +84,10 @@ pub trait RingMem: ControlPage {
     /// Size of the data area in bytes.
     fn data_len(&self) -> usize;
 
-    /// Copies control-page bytes starting at `offset` into `buf` (for dumps
-    /// and diagnostics: atomic per byte, not one snapshot of the page).
+    /// Copies control-page bytes starting at `offset` into `buf`, for dumps
+    /// and diagnostics: not one snapshot of the page. The memories of this
+    /// crate load the page in aligned 4-byte atomic words, the size its
+    /// control words are stored with.
     fn read_control(&self, offset: usize, buf: &mut [u8]);
 
     /// Copies `buf` into the control page at `offset` (for initialising a

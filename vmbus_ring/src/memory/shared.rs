@@ -19,6 +19,14 @@
 //! process, a VM, or another mapping of the same file are outside Rust's
 //! memory model altogether; they too can only produce arbitrary bytes.
 //!
+//! One rule atomics alone do not meet: Rust (following C++) leaves undefined
+//! two unsynchronised atomic accesses of different sizes that partly overlap
+//! while one writes. Honest endpoints never race at all, and dumps load
+//! control words and data words with the sizes the endpoints store them
+//! with; what remains is a dump's word loads against a payload copy in
+//! flight, and anything against a thread that breaks the protocol (the
+//! `atomic_copy` module says more).
+//!
 //! What the atomics cannot promise is order: a payload is visible to the
 //! reader only because the endpoints publish the write index with release
 //! and load it with acquire, which the loom models check.
@@ -182,12 +190,11 @@ impl SharedRegion {
         }
         // SAFETY: the word is in bounds (checked above) and 4-aligned (every
         // constructor checks or makes the region start 8-aligned, and
-        // `offset` is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so the shared
-        // reference permits the concurrent writes the peer makes. Within this
-        // process the control words are reached only through atomics; the
-        // module documentation says which other accesses to shared bytes can
-        // race. The reference
-        // lives no longer than `&self`, which keeps the memory alive.
+        // `offset` is a multiple of 4). An `AtomicU32` is an `UnsafeCell`, so
+        // the shared reference permits the concurrent writes the peer makes.
+        // Within this process every access to shared bytes is atomic (see
+        // the module documentation). The reference lives no longer than
+        // `&self`, which keeps the memory alive.
         unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(offset).cast::<u32>()) }
     }
 
@@ -225,6 +232,29 @@ impl SharedRegion {
         // same bytes sees a mix of old and new bytes, which it must validate;
         // our side keeps no assumption about the span's contents.
         unsafe { copy_to_shared(buf.as_ptr(), self.ptr.as_ptr().add(offset), buf.len()) }
+    }
+
+    /// Like [`read`](Self::read), but through 4-byte atomic loads of the
+    /// aligned words that hold the span, each loaded once: the size the
+    /// endpoints store control words with, so that a dump of a live control
+    /// page does not mix access sizes with them (see the `atomic_copy`
+    /// module).
+    ///
+    /// # Panics
+    ///
+    /// If a word holding the bytes is not all inside the region.
+    pub(crate) fn read_u32_words(&self, offset: usize, buf: &mut [u8]) {
+        self.check_span(offset, buf.len());
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset + done;
+            let word_at = at - at % 4;
+            let word = self.load_u32(word_at, Ordering::Relaxed).to_ne_bytes();
+            let from = at - word_at;
+            let n = (4 - from).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&word[from..from + n]);
+            done += n;
+        }
     }
 
     /// Like [`read`](Self::read), but for a span that starts inside the
