@@ -123,7 +123,7 @@ pub use channel::{connected_pair, InProcessChannel, RawChannel};
 pub use cross_process::{ChannelFds, MemfdChannel, ProcessSignal, SignalFds};
 pub use error::ChannelError;
 #[cfg(feature = "vm-memory")]
-pub use gpadl::{gpadl_rings, GpadlError, GpadlRing, GpadlRings, Side};
+pub use gpadl::{gpadl_rings, GpadlError, GpadlRing, GpadlRings, GuestRingMem, Side};
 pub use pipe::{BytePipe, MessagePipe};
 pub use queue::{Packet, PacketWithPayload, Payload, Queue, QueueCounters, QueueReader, QueueState, QueueWriter};
 #[cfg(all(target_os = "linux", feature = "async-io"))]

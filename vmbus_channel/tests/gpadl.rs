@@ -6,16 +6,14 @@
 use std::thread;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmbus_channel::{
-    gpadl_rings, ChannelError, GpadlError, GpadlRing, InProcessSignal, Packet, Queue, RawChannel, Side,
+    gpadl_rings, ChannelError, GpadlError, GpadlRing, GuestRingMem, InProcessSignal, Packet, Queue, RawChannel, Side,
 };
 use vmbus_ring::wire::MAX_DATA_LEN;
-use vmbus_ring::{
-    CorruptError, Field, GpaRangeBuf, OpenError, OutgoingPacket, PacketKind, PagedRingMem, RingMem, TransferPageRange,
-};
+use vmbus_ring::{CorruptError, Field, GpaRangeBuf, OpenError, OutgoingPacket, PacketKind, RingMem, TransferPageRange};
 
 const PAGE: usize = 4096;
 
-type GpadlQueue = Queue<PagedRingMem, InProcessSignal>;
+type GpadlQueue = Queue<GuestRingMem, InProcessSignal>;
 
 /// Guest memory of three regions with gaps between them: page numbers
 /// `0..16`, `0x40..0x48` and `0x100..0x110`.
@@ -483,4 +481,54 @@ fn a_corrupt_control_page_is_refused() {
     for side in [Side::Host, Side::Guest] {
         assert_eq!(open_error(&memory, &GPADL, SPLIT, side), expected);
     }
+}
+
+/// Pages of `memory` whose dirty bit is set, as guest page numbers.
+fn dirty_pages(memory: &GuestMemoryMmap<vm_memory::bitmap::AtomicBitmap>) -> Vec<u64> {
+    use vm_memory::bitmap::Bitmap;
+    use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+    let mut dirty = Vec::new();
+    for region in memory.iter() {
+        for offset in (0..region.len() as usize).step_by(PAGE) {
+            if region.bitmap().dirty_at(offset) {
+                dirty.push((region.start_addr().0 + offset as u64) / PAGE as u64);
+            }
+        }
+    }
+    dirty.sort_unstable();
+    dirty
+}
+
+/// Over guest memory with dirty-page tracking, exactly the ring pages the
+/// host writes are marked: the incoming ring's control page (its read
+/// index), the outgoing ring's control page (its write index) and the data
+/// pages its packet covers; not the pages it only reads, nor the rest.
+#[test]
+fn the_pages_a_side_writes_are_marked_dirty_and_no_others() {
+    use vm_memory::bitmap::AtomicBitmap;
+    use vm_memory::GuestMemoryBackend;
+    let memory = GuestMemoryMmap::<AtomicBitmap>::from_ranges(&[
+        (gpa(0), 16 * PAGE),
+        (gpa(0x40), 8 * PAGE),
+        (gpa(0x100), 16 * PAGE),
+    ])
+    .unwrap();
+    let (host_signal, guest_signal) = InProcessSignal::pair();
+    let host = RawChannel::from_gpadl(&memory, &GPADL, SPLIT, Side::Host, host_signal).unwrap();
+    let guest = RawChannel::from_gpadl(&memory, &GPADL, SPLIT, Side::Guest, guest_signal).unwrap();
+    let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
+    guest.writer().try_write(&OutgoingPacket::in_band(1), &[b"request"]).unwrap();
+    assert!(dirty_pages(&memory).contains(&GPADL[1]), "the guest end marks what it writes too");
+    // The region's own bitmap (through the mapping), not its slice view.
+    memory.iter().for_each(|region| vm_memory::MmapRegion::bitmap(region).reset());
+
+    assert!(host.reader().try_read().unwrap().is_some());
+    // 16 + 9000 + 8 bytes from the start of the data area: data pages 0 to
+    // 2, the middle one touched by the payload copy alone.
+    host.writer().try_write(&OutgoingPacket::in_band(2), &[&[0x5a; 9000]]).unwrap();
+
+    let (guest_to_host, host_to_guest) = GPADL.split_at(SPLIT);
+    let mut expected = vec![guest_to_host[0], host_to_guest[0], host_to_guest[1], host_to_guest[2], host_to_guest[3]];
+    expected.sort_unstable();
+    assert_eq!(dirty_pages(&memory), expected);
 }

@@ -4,7 +4,8 @@
 //! pages `[0, split)` hold the guest-to-host ring and pages `[split, n)` the
 //! host-to-guest ring, each starting with its control page. The pages may be
 //! anywhere in guest memory, in any order; each becomes one
-//! [`SharedRegion`] of a [`PagedRingMem`].
+//! [`SharedRegion`] of a [`PagedRingMem`], inside a [`GuestRingMem`] that
+//! marks the pages this side writes in guest memory's dirty bitmap.
 //!
 //! The page list usually comes from the guest, so nothing in it is trusted:
 //! every page number is checked against the guest memory map, and the
@@ -13,15 +14,17 @@
 //! the ring endpoints then report as corrupt.
 
 mod guest_page;
+mod guest_ring;
 
 use crate::channel::RawChannel;
 use crate::signal::Signal;
 use guest_page::{guest_page, PageError};
+pub use guest_ring::GuestRingMem;
 use std::fmt;
 use std::sync::Arc;
 use thiserror::Error;
 use vm_memory::bitmap::Bitmap;
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmbus_ring::wire::{MAX_DATA_LEN, PAGE_SIZE};
 use vmbus_ring::{IncomingRing, OpenError, OutgoingRing, PagedRingMem, RingPages, SharedRegion};
 
@@ -162,11 +165,11 @@ pub enum GpadlError {
 
 /// The memories of the two rings of a GPADL, as one side sees them.
 #[derive(Debug, Clone)]
-pub struct GpadlRings {
+pub struct GpadlRings<B: Bitmap + 'static = ()> {
     /// The ring this side reads (the peer writes it).
-    pub incoming: PagedRingMem,
+    pub incoming: GuestRingMem<B>,
     /// The ring this side writes (the peer reads it).
-    pub outgoing: PagedRingMem,
+    pub outgoing: GuestRingMem<B>,
 }
 
 /// The two rings of the GPADL `gpns` over `memory`, split at page `split`,
@@ -178,9 +181,11 @@ pub struct GpadlRings {
 /// that is mapped into this process, at an 8-byte-aligned host address.
 ///
 /// The rings hold a clone of `memory`, so the mapping outlives them even if
-/// the caller drops its own. Writes through the rings bypass `vm-memory`'s
-/// dirty-page bitmap: a VMM that tracks dirty pages for migration must treat
-/// a channel's GPADL pages as always dirty.
+/// the caller drops its own. Every write through the rings (this side's
+/// packets and control words, either ring) is marked in the dirty bitmap of
+/// the region holding the page: with `GuestMemoryMmap<AtomicBitmap>`, a
+/// VMM tracking dirty pages for migration sees exactly the ring pages this
+/// side changed.
 ///
 /// ```
 /// use vm_memory::{GuestAddress, GuestMemoryMmap};
@@ -202,7 +207,7 @@ pub fn gpadl_rings<B>(
     gpns: &[u64],
     split: usize,
     side: Side,
-) -> Result<GpadlRings, GpadlError>
+) -> Result<GpadlRings<B>, GpadlError>
 where
     B: Bitmap + Send + Sync + 'static,
 {
@@ -222,7 +227,7 @@ where
     })
 }
 
-impl<S: Signal> RawChannel<PagedRingMem, S> {
+impl<B: Bitmap + Send + Sync + 'static, S: Signal> RawChannel<GuestRingMem<B>, S> {
     /// The `side` end of a channel whose rings live in the GPADL `gpns` over
     /// guest memory `memory`, split at page `split` (see [`gpadl_rings`]),
     /// signalling the peer through `signal`.
@@ -251,16 +256,13 @@ impl<S: Signal> RawChannel<PagedRingMem, S> {
     /// assert!(matches!(error, GpadlError::PageNotBacked { index: 3, gpn: 8 }));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn from_gpadl<B>(
+    pub fn from_gpadl(
         memory: &GuestMemoryMmap<B>,
         gpns: &[u64],
         split: usize,
         side: Side,
         signal: S,
-    ) -> Result<Self, GpadlError>
-    where
-        B: Bitmap + Send + Sync + 'static,
-    {
+    ) -> Result<Self, GpadlError> {
         let rings = gpadl_rings(memory, gpns, split, side)?;
         let incoming =
             IncomingRing::new(rings.incoming).map_err(|source| GpadlError::Ring { ring: side.incoming(), source })?;
@@ -291,7 +293,7 @@ fn ring_memory<B>(
     ring: GpadlRing,
     gpns: &[u64],
     first_index: usize,
-) -> Result<PagedRingMem, GpadlError>
+) -> Result<GuestRingMem<B>, GpadlError>
 where
     B: Bitmap + Send + Sync + 'static,
 {
@@ -308,7 +310,10 @@ where
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    PagedRingMem::new(&GuestRingPages { pages }).map_err(|source| GpadlError::Ring { ring, source })
+    let paged = PagedRingMem::new(&GuestRingPages { pages }).map_err(|source| GpadlError::Ring { ring, source })?;
+    // Every page number was checked above, so its address does not overflow.
+    let addresses = gpns.iter().map(|&gpn| GuestAddress(gpn * PAGE_SIZE as u64)).collect();
+    Ok(GuestRingMem::new(paged, Arc::clone(memory), addresses))
 }
 
 /// A ring's guest pages, the control page first.
