@@ -17,9 +17,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
-use vmbus_ring::{
-    GpaRangeBuf, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, ReadError, RingMem, TransferPageRange,
-};
+use vmbus_ring::{GpaRangeBuf, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, RingMem, TransferPageRange};
 
 /// Copy sizes of the ring-memory benchmarks: 16 B to 64 KiB in steps of 4x.
 pub const COPY_SIZES: [usize; 7] = [16, 64, 256, 1024, 4096, 16384, 65536];
@@ -134,7 +132,7 @@ pub fn ring_round_trip<M: RingMem>(
     let mut reads = reader.read_batch();
     let mut bytes = 0;
     for _ in 0..batch {
-        let received = reads.next().expect("the batch just written is there");
+        let received = reads.next().expect("the batch just written is there").expect("a packet");
         let len = received.payload.len();
         reads.read_payload(received.payload, 0, &mut out[..len]).expect("the payload is in bounds");
         black_box(&received.kind);
@@ -152,7 +150,7 @@ pub fn drain<M: RingMem>(reader: &mut IncomingRing<M>, out: &mut [u8], max: usiz
     let mut count = 0;
     while count < max {
         match reads.next() {
-            Ok(received) => {
+            Ok(Some(received)) => {
                 let len = received.payload.len();
                 reads.read_payload(received.payload, 0, &mut out[..len]).expect("the payload is in bounds");
                 if let PacketKind::GpaDirect(ranges) = &received.kind {
@@ -160,7 +158,7 @@ pub fn drain<M: RingMem>(reader: &mut IncomingRing<M>, out: &mut [u8], max: usiz
                 }
                 count += 1;
             }
-            Err(ReadError::Empty) => break,
+            Ok(None) => break,
             Err(error) => panic!("the benchmark ring went bad: {error}"),
         }
     }

@@ -226,7 +226,7 @@ fn build(mut input: &[u8]) {
         Ok(_) => {
             let mut reader = IncomingRing::new(mem).unwrap();
             let mut batch = reader.read_batch();
-            let packet = batch.next().expect("reading the GPA-direct packet back");
+            let packet = batch.next().expect("reading the GPA-direct packet back").expect("a packet");
             assert_eq!(packet.kind, PacketKind::GpaDirect(buf));
             let _ = batch.commit();
         }

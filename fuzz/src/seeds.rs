@@ -89,7 +89,7 @@ impl Ring {
             };
             self.writer.write(&OutgoingPacket::in_band(0), &[&vec![0xee; size as usize - 24]]).unwrap();
             let mut batch = self.reader.read_batch();
-            batch.next().unwrap();
+            batch.next().unwrap().unwrap();
             let _ = batch.commit();
         }
     }
@@ -184,8 +184,8 @@ fn parse_seeds() -> Vec<(String, Vec<u8>)> {
         let mut ring = Ring::new(2);
         ring.write_every_kind(1, 100);
         let mut batch = ring.reader.read_batch();
-        batch.next().unwrap();
-        batch.next().unwrap();
+        batch.next().unwrap().unwrap();
+        batch.next().unwrap().unwrap();
         let _ = batch.commit();
         ring.write_every_kind(9, 10);
         add("partly-read-2p".into(), ring.image(), n);

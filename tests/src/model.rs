@@ -43,8 +43,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use vmbus_ring::{
     ring_image, ControlWord, FlatRingMem, GpaRangeBuf, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout,
-    OutgoingPacket, OutgoingRing, PacketKind, PagedRingMem, ReadBatch, ReadError, RingMem, TransferPageRange,
-    WriteBatch, WriteError,
+    OutgoingPacket, OutgoingRing, PacketKind, PagedRingMem, ReadBatch, RingMem, TransferPageRange, WriteBatch,
+    WriteError,
 };
 
 /// Data-area size [`ring_images_agree`] uses: two pages, so packets wrap
@@ -133,7 +133,7 @@ pub enum Outcome {
     NoGpaRange,
     /// A packet was read.
     Packet(ReadPacket),
-    /// `ReadError::Empty`.
+    /// Nothing to read: `ReadBatch::next` returned `Ok(None)`.
     Empty,
     /// A commit: whether the peer must be signalled.
     Signal(bool),
@@ -496,8 +496,8 @@ pub fn run_real<M: RingMem + Clone>(mem: M, ops: &[Op]) -> Trace {
                 }
                 let Some(batch) = read_batch.as_mut() else { unreachable!() };
                 match batch.next() {
-                    Ok(packet) => read_packet(batch, packet),
-                    Err(ReadError::Empty) => Outcome::Empty,
+                    Ok(Some(packet)) => read_packet(batch, packet),
+                    Ok(None) => Outcome::Empty,
                     Err(error) => Outcome::Error(format!("read: {error}")),
                 }
             }

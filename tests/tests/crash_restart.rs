@@ -23,8 +23,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use vmbus_ring::{
-    ControlPage, ControlWord, IncomingRing, MappedRingMem, MappingLayout, OutgoingPacket, OutgoingRing, ReadError,
-    RingMem, WriteError,
+    ControlPage, ControlWord, IncomingRing, MappedRingMem, MappingLayout, OutgoingPacket, OutgoingRing, RingMem,
+    WriteError,
 };
 
 const DATA_LEN: usize = 4 * 4096;
@@ -149,8 +149,8 @@ impl Reader {
     fn read_one(&mut self) -> Result<bool, String> {
         let mut batch = self.ring.read_batch();
         let packet = match batch.next() {
-            Ok(packet) => packet,
-            Err(ReadError::Empty) => return Ok(false),
+            Ok(Some(packet)) => packet,
+            Ok(None) => return Ok(false),
             Err(error) => return Err(format!("reading after packet {}: {error}", self.next_seq)),
         };
         let mut payload = vec![0; packet.payload.len()];

@@ -424,7 +424,7 @@ fn unstick_wakes_a_writer_whose_signal_was_lost() {
     }
     // The host reads everything; the signal its commit calls for is lost.
     let mut batch = host.incoming.read_batch();
-    while let Ok(_packet) = batch.next() {}
+    while let Ok(Some(_packet)) = batch.next() {}
     assert!(batch.commit(), "the commit called for a signal");
     let mut host = Queue::new(host);
     assert!(host.unstick().unwrap(), "the blocked writer should be awake");
@@ -449,7 +449,7 @@ fn unstick_wakes_this_ends_own_async_writer() {
     let mut written = 0;
     assert!(host.writer().poll_write_batch(&mut cx, &packet, &mut written).is_pending());
     let mut batch = guest.incoming.read_batch();
-    while let Ok(_packet) = batch.next() {}
+    while let Ok(Some(_packet)) = batch.next() {}
     let _lost_signal = batch.commit();
     assert_eq!(wakes.load(Ordering::Relaxed), 0);
     host.unstick().unwrap();
@@ -562,7 +562,7 @@ fn a_blocking_write_with_an_unstick_interval_survives_a_lost_signal() {
         std::thread::yield_now();
     }
     let mut batch = guest.incoming.read_batch();
-    while batch.next().is_ok() {}
+    while let Ok(Some(_)) = batch.next() {}
     let _lost_signal = batch.commit();
     assert_eq!(writing.join().unwrap(), Ok(()));
 }

@@ -67,7 +67,7 @@ use std::sync::Mutex as StdMutex;
 use vmbus_hostile_tests::loom_mem::{LoomRingMem, LOOM_DATA_LEN};
 use vmbus_ring::{
     in_band_size, ControlPage, ControlWord, IncomingPacket, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind,
-    ReadBatch, ReadError, RingMem, WriteError,
+    ReadBatch, RingMem, WriteError,
 };
 
 /// Preemptions loom explores per execution unless `LOOM_MAX_PREEMPTIONS`
@@ -162,7 +162,7 @@ fn payload(id: u64, len: usize) -> Vec<u8> {
 
 /// Reads the next packet and checks it is packet `id`, intact.
 fn expect_packet<M: RingMem>(batch: &mut ReadBatch<'_, M>, id: u64, len: usize) {
-    let packet = batch.next().unwrap_or_else(|e| panic!("reading packet {id}: {e}"));
+    let packet = batch.next().unwrap_or_else(|e| panic!("reading packet {id}: {e}")).expect("a packet");
     check_packet(batch, &packet, id, len);
 }
 
@@ -251,8 +251,8 @@ fn sleeping_reader<M: RingMem>(
         let mut batch = reader.read_batch();
         loop {
             match batch.next() {
-                Ok(packet) => check_packet(&batch, &packet, next, SMALL),
-                Err(ReadError::Empty) => break,
+                Ok(Some(packet)) => check_packet(&batch, &packet, next, SMALL),
+                Ok(None) => break,
                 Err(e) => panic!("reading packet {next}: {e}"),
             }
             next += 1;
@@ -495,8 +495,8 @@ fn publication_model<M: RingMem + Send + 'static>(wrap: fn(LoomRingMem) -> M) ->
             let mut batch = reader.read_batch();
             let packet = loop {
                 match batch.next() {
-                    Ok(packet) => break packet,
-                    Err(ReadError::Empty) => {
+                    Ok(Some(packet)) => break packet,
+                    Ok(None) => {
                         polls += 1;
                         thread::yield_now();
                     }

@@ -15,8 +15,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use vmbus_ring::{
-    ring_image, FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, ReadError, RingDump, RingMem, RingState,
-    WriteError,
+    ring_image, FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, RingDump, RingMem, RingState, WriteError,
 };
 
 const DATA_LEN: usize = 4 * 4096;
@@ -57,7 +56,7 @@ fn read_all(mut reader: IncomingRing<FlatRingMem>, count: u64, deadline: Instant
     while n < count && Instant::now() < deadline {
         let mut batch = reader.read_batch();
         match batch.next() {
-            Ok(packet) => {
+            Ok(Some(packet)) => {
                 assert_eq!(packet.transaction_id, n, "packets arrive in order");
                 let expected = payload(n);
                 bytes.resize(expected.len(), 0);
@@ -66,7 +65,7 @@ fn read_all(mut reader: IncomingRing<FlatRingMem>, count: u64, deadline: Instant
                 let _ = batch.commit();
                 n += 1;
             }
-            Err(ReadError::Empty) => std::thread::yield_now(),
+            Ok(None) => std::thread::yield_now(),
             Err(other) => panic!("packet {n}: {other}"),
         }
     }

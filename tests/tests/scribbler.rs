@@ -4,8 +4,8 @@
 //!
 //! What must hold: no panic and no access outside the ring memory (the ring
 //! memory asserts its bounds; run under AddressSanitizer for the rest, see
-//! `tests/README.md`); every failure is a typed error (reads: `Empty`,
-//! `Unsupported`, `Corrupt`; writes: `Full`, `Corrupt`; queues: `Full`,
+//! `tests/README.md`); every failure is a typed error (reads: `Unsupported`,
+//! `Corrupt`, or nothing to read; writes: `Full`, `Corrupt`; queues: `Full`,
 //! `Corrupt`, `UnknownTransaction`); every packet handed out lies inside the
 //! data area. After the scribbler stops and both rings are zeroed, fresh
 //! endpoints over the same memory exchange packets cleanly.
@@ -379,7 +379,7 @@ impl<M: RingMem + Clone> End<M> {
         let mut batch = self.reader.read_batch();
         for _ in 0..self.rng.usize(1..=8) {
             match batch.next() {
-                Ok(packet) => {
+                Ok(Some(packet)) => {
                     check_packet(&packet, data_len);
                     let mut payload = vec![0; packet.payload.len()];
                     batch.read_payload(packet.payload, 0, &mut payload).expect("a packet's own payload is readable");
@@ -388,7 +388,7 @@ impl<M: RingMem + Clone> End<M> {
                         check_in_order(&packet, &payload, last);
                     }
                 }
-                Err(ReadError::Empty) => {
+                Ok(None) => {
                     self.stats.empty += 1;
                     break;
                 }
@@ -408,6 +408,7 @@ impl<M: RingMem + Clone> End<M> {
                     self.stats.read_corrupt += 1;
                     break;
                 }
+                Err(other) => panic!("a read failed with {other:?}"),
             }
         }
         if self.rng.u8(0..8) == 0 {
@@ -503,7 +504,7 @@ fn clean_exchange(a_to_b: &FlatRingMem, b_to_a: &FlatRingMem, count: u64) {
             let signal = writer.write(&sent.packet(id), &[&sent.payload]).expect("room in a drained ring");
             assert!(signal, "{forward}: packet {id} into an empty ring must signal the reader");
             let mut batch = reader.read_batch();
-            let packet = batch.next().expect("the packet just written");
+            let packet = batch.next().expect("the packet just written").expect("a packet");
             assert_eq!(packet.transaction_id, id);
             assert_eq!(packet.completion_requested, id % 3 == 0);
             let kind_ok = match (id % 4, &packet.kind) {
@@ -517,7 +518,7 @@ fn clean_exchange(a_to_b: &FlatRingMem, b_to_a: &FlatRingMem, count: u64) {
             batch.read_payload(packet.payload, 0, &mut payload).unwrap();
             assert_eq!(&payload[..sent.payload.len()], &sent.payload[..], "{forward}: packet {id} payload");
             assert!(payload[sent.payload.len()..].iter().all(|&b| b == 0), "{forward}: padding not zero");
-            assert_eq!(batch.next(), Err(ReadError::Empty));
+            assert_eq!(batch.next(), Ok(None));
             assert!(!batch.commit(), "{forward}: no writer waits");
         }
     }

@@ -200,7 +200,7 @@ fn ring_with(sample: &Sample, at: u32) -> (Spy, IncomingRing<Spy>, u32) {
         filled += chunk as u32;
     }
     let mut batch = reader.read_batch();
-    while batch.next().is_ok() {}
+    while let Ok(Some(_)) = batch.next() {}
     let _ = batch.commit();
     assert_eq!(reader.read_index(), at);
     let _ = writer.write(&sample.packet(), &[&sample.payload]).unwrap();
@@ -226,7 +226,7 @@ fn reading_a_packet_fetches_each_header_byte_once() {
             let (spy, mut reader, at) = ring_with(&sample, at);
             let what = format!("{} at {at}", sample.name);
             let mut batch = reader.read_batch();
-            let packet = batch.next().unwrap();
+            let packet = batch.next().unwrap().unwrap();
             let header_len = sample.header_len();
             let payload_len = packet.payload.len();
             assert_eq!(spy.reads_of(at, header_len), vec![1; header_len], "{what}: descriptor and header bytes");
@@ -264,10 +264,10 @@ fn a_read_batch_refreshes_the_write_index_only_when_it_runs_out() {
     spy.reset();
     let mut batch = reader.read_batch();
     for id in 0..3 {
-        assert_eq!(batch.next().unwrap().transaction_id, id);
+        assert_eq!(batch.next().unwrap().unwrap().transaction_id, id);
         assert_eq!(spy.loads(ControlWord::WriteIndex), 1, "one refresh serves all three packets");
     }
-    assert_eq!(batch.next(), Err(ReadError::Empty));
+    assert_eq!(batch.next(), Ok(None));
     assert_eq!(spy.loads(ControlWord::WriteIndex), 2, "one more refresh to find the ring empty");
     assert_eq!(spy.loads(ControlWord::ReadIndex), 0, "the reader never loads its own index");
 }
@@ -300,7 +300,7 @@ fn writer_refreshes_the_read_index_once_when_short() {
     let mut reader = IncomingRing::new(spy.clone()).unwrap();
     let _ = writer.write(&OutgoingPacket::in_band(1), &[&[0; 3000]]).unwrap();
     let mut batch = reader.read_batch();
-    batch.next().unwrap();
+    batch.next().unwrap().unwrap();
     let _ = batch.commit();
     spy.reset();
     // The cached read index (0) leaves too little room: one refresh finds the space.
@@ -322,7 +322,7 @@ fn reader_commit_loads_pending_send_size_and_write_index_at_most_once() {
         let _ = writer.write(&OutgoingPacket::in_band(1), &[&[0; 3000]]).unwrap();
         spy.store(ControlWord::PendingSendSize, pending, Ordering::Relaxed);
         let mut batch = reader.read_batch();
-        batch.next().unwrap();
+        batch.next().unwrap().unwrap();
         spy.reset();
         let signal = batch.commit();
         assert_eq!(signal, pending == 4000, "pending {pending}");
@@ -376,7 +376,7 @@ fn a_descriptor_changed_after_its_first_read_does_not_change_the_packet() {
                 // What an undisturbed reader parses, from a copy of the ring.
                 let copy = load_image(&ring_image(&spy.inner)).unwrap();
                 copy.store(ControlWord::ReadIndex, at, Ordering::Relaxed);
-                let expected = IncomingRing::new(copy).unwrap().read_batch().next().unwrap();
+                let expected = IncomingRing::new(copy).unwrap().read_batch().next().unwrap().unwrap();
 
                 let header_len = bytes.len();
                 let replacement = bytes.clone();
@@ -395,7 +395,7 @@ fn a_descriptor_changed_after_its_first_read_does_not_change_the_packet() {
                     }
                 });
                 let mut batch = reader.read_batch();
-                let packet: IncomingPacket = batch.next().unwrap_or_else(|e| panic!("{what}: {e}"));
+                let packet: IncomingPacket = batch.next().unwrap_or_else(|e| panic!("{what}: {e}")).expect("a packet");
                 assert_eq!(packet, expected, "{what}");
                 assert_eq!(spy.reads_of(at, header_len), vec![1; header_len], "{what}: re-read after the change");
                 let mut now = vec![0; header_len];
@@ -420,7 +420,7 @@ fn a_write_index_changed_after_its_load_does_not_change_the_read() {
         }
     });
     let mut batch = reader.read_batch();
-    let packet = batch.next().expect("the packet below the write index as loaded");
+    let packet = batch.next().expect("the packet below the write index as loaded").expect("a packet");
     assert_eq!(packet.transaction_id, 0x1111_2222_3333_4444);
     assert_eq!(spy.loads(ControlWord::WriteIndex), 1);
     // The next refresh loads the corrupt value, and says so.

@@ -1,7 +1,7 @@
 //! The channel's error type.
 
 use thiserror::Error;
-use vmbus_ring::{CorruptError, WriteError};
+use vmbus_ring::{CorruptError, ReadError, WriteError};
 
 /// Why a channel operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -25,6 +25,10 @@ pub enum ChannelError {
     /// The packet cannot be written (too large, malformed request).
     #[error(transparent)]
     Write(WriteError),
+    /// A read failed in a way this version of the queue does not know
+    /// (`vmbus_ring::ReadError` may gain variants).
+    #[error(transparent)]
+    Read(ReadError),
     /// A completion names a transaction id that is not outstanding: never
     /// issued, already completed, or issued by someone else.
     #[error("completion for transaction id {0}, which is not outstanding")]

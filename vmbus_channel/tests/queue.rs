@@ -752,7 +752,7 @@ fn writer_never_sleeps_on_space_the_reader_freed_at_any_step() {
         hook.arm(step, move || {
             let mut guest = peer.lock();
             let mut batch = guest.incoming.read_batch();
-            while batch.next().is_ok() {}
+            while let Ok(Some(_)) = batch.next() {}
             if batch.commit() {
                 vmbus_channel::Signal::signal_peer(&*guest.signal);
             }

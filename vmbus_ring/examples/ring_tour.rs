@@ -49,7 +49,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
         let mut batch = reader.read_batch();
         for sent in &batch_of_every_type {
-            let received = batch.next()?;
+            let received = batch.next()?.ok_or("no packet")?;
             let mut copy = vec![0; payload.len()];
             batch.read_payload(received.payload, 0, &mut copy)?;
             assert_eq!(copy, payload, "payload of packet {}", received.transaction_id);
@@ -97,13 +97,13 @@ fn back_pressure(
     let may_write_now = writer.set_pending_send_size(needed)?;
     println!("writer sets pending send size {needed}; may write now: {may_write_now}");
     let mut batch = reader.read_batch();
-    batch.next()?;
+    batch.next()?.ok_or("no packet")?;
     let signal_writer = batch.commit();
     println!("reader frees one packet; signal writer: {signal_writer}");
     writer.write(&packet, &[&payload])?;
     writer.clear_pending_send_size();
     let mut batch = reader.read_batch();
-    while batch.next().is_ok() {}
+    while let Ok(Some(_)) = batch.next() {}
     let _ = batch.commit();
     Ok(())
 }

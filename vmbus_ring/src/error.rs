@@ -1,5 +1,6 @@
-//! Error types. Empty and full are ordinary conditions, kept apart from
-//! corruption; a corrupt error names the field and the value found.
+//! Error types. A full ring is an ordinary condition, kept apart from
+//! corruption (an empty one is no error at all: `ReadBatch::next` returns
+//! `Ok(None)`); a corrupt error names the field and the value found.
 
 use core::fmt;
 use thiserror::Error;
@@ -84,6 +85,7 @@ impl fmt::Display for Location {
 
 /// Why a ring could not be opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum OpenError {
     /// The data area is not a non-zero multiple of 4096 bytes below 4 GiB.
     #[error("data area of {data_len} bytes is not a non-zero multiple of 4096 below 4 GiB")]
@@ -133,10 +135,8 @@ impl fmt::Display for UnsupportedPacket {
 
 /// Why reading the next packet failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum ReadError {
-    /// No packet is available.
-    #[error("the ring is empty")]
-    Empty,
     /// A packet of a type the reader does not parse; it has been skipped.
     #[error("{0}")]
     Unsupported(UnsupportedPacket),
@@ -147,6 +147,7 @@ pub enum ReadError {
 
 /// Why writing a packet failed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum WriteError {
     /// Not enough free space now; retry once the reader frees some.
     #[error("the ring is full: the packet needs {needed} bytes, {free} are free")]
@@ -179,6 +180,7 @@ pub enum WriteError {
 
 /// Why building a GPA range list failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum GpaRangeError {
     /// A range must cover at least one byte.
     #[error("a GPA range must not be empty")]
@@ -201,6 +203,7 @@ pub enum GpaRangeError {
 
 /// Why a payload read or write failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum PayloadError {
     /// The access runs past the payload's end.
     #[error("{len} bytes at payload offset {offset} run past the payload's {payload_len} bytes")]

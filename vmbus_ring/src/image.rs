@@ -235,9 +235,9 @@ impl RingDump {
         let mut batch = ring.read_batch();
         let end = loop {
             let (offset, kind) = match batch.next() {
-                Ok(packet) => (packet.offset, Some(packet.kind)),
+                Ok(Some(packet)) => (packet.offset, Some(packet.kind)),
                 Err(ReadError::Unsupported(packet)) => (packet.offset, None),
-                Err(ReadError::Empty) => break DumpEnd::Clean,
+                Ok(None) => break DumpEnd::Clean,
                 Err(ReadError::Corrupt(error)) => break DumpEnd::CorruptPacket { offset: cursor, error },
             };
             // The reader validated this descriptor; the copy is private, so

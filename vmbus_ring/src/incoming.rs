@@ -24,20 +24,20 @@ const TYPE_HEADER_LEN: u32 = 8;
 /// index is cached and re-read only when the cached one shows no more data.
 ///
 /// ```
-/// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, ReadError};
+/// use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing, PacketKind};
 /// let mem = FlatRingMem::new(4096).unwrap();
 /// let mut writer = OutgoingRing::new(mem.clone()).unwrap();
 /// let mut reader = IncomingRing::new(mem).unwrap();
 /// writer.write(&OutgoingPacket::in_band(9), &[b"ping"]).unwrap();
 ///
 /// let mut batch = reader.read_batch();
-/// let packet = batch.next().unwrap();
+/// let packet = batch.next().unwrap().expect("a packet");
 /// assert_eq!(packet.transaction_id, 9);
 /// assert_eq!(packet.kind, PacketKind::InBand);
 /// let mut bytes = [0; 4];
 /// batch.read_payload(packet.payload, 0, &mut bytes).unwrap();
 /// assert_eq!(&bytes, b"ping");
-/// assert_eq!(batch.next(), Err(ReadError::Empty));
+/// assert_eq!(batch.next(), Ok(None)); // nothing more, for now
 /// let signal_writer = batch.commit();
 /// assert!(!signal_writer); // the writer is not waiting for space
 /// ```
@@ -106,11 +106,11 @@ impl<M: RingMem> IncomingRing<M> {
     /// writer.write(&OutgoingPacket::in_band(1), &[b"a"]).unwrap();
     /// writer.write(&OutgoingPacket::in_band(2), &[b"b"]).unwrap();
     /// let mut batch = reader.read_batch();
-    /// batch.next().unwrap();
+    /// batch.next().unwrap().unwrap();
     /// assert!(!batch.commit()); // the writer asked for nothing
     /// reader.signal_every_commit(true);
     /// let mut batch = reader.read_batch();
-    /// batch.next().unwrap();
+    /// batch.next().unwrap().unwrap();
     /// assert!(batch.commit()); // signalled anyway
     /// ```
     pub fn signal_every_commit(&mut self, on: bool) {
@@ -350,24 +350,25 @@ pub struct ReadBatch<'a, M> {
 }
 
 impl<M: RingMem> ReadBatch<'_, M> {
-    /// Reads and validates the next packet.
+    /// Reads and validates the next packet: `Ok(None)` when there is none
+    /// (yet: the peer may write more).
     ///
-    /// [`ReadError::Empty`] when there is none; [`ReadError::Unsupported`]
-    /// for a well-formed packet of a type this crate does not parse, which
-    /// is skipped (the next call reads the packet after it);
-    /// [`ReadError::Corrupt`] when the ring breaks the wire rules, after
-    /// which every call fails the same way until the ring is reset.
+    /// [`ReadError::Unsupported`] for a well-formed packet of a type this
+    /// crate does not parse, which is skipped (the next call reads the
+    /// packet after it); [`ReadError::Corrupt`] when the ring breaks the
+    /// wire rules, after which every call fails the same way until the ring
+    /// is reset.
     #[allow(clippy::should_implement_trait)]
     #[inline]
-    pub fn next(&mut self) -> Result<IncomingPacket, ReadError> {
+    pub fn next(&mut self) -> Result<Option<IncomingPacket>, ReadError> {
         let available = self.ring.available_from(self.cursor)?;
         if available == 0 {
-            return Err(ReadError::Empty);
+            return Ok(None);
         }
         let (packet, size) = self.ring.parse(self.cursor, available, self.id)?;
         self.cursor = index::advance(self.ring.data_len, self.cursor, size);
         self.packets += 1;
-        packet.map_err(ReadError::Unsupported)
+        packet.map(Some).map_err(ReadError::Unsupported)
     }
 
     /// Copies payload bytes starting `offset` bytes into `payload` into

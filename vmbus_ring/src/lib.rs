@@ -25,12 +25,12 @@
 //!
 //! // Read the batch, copy the payloads out, hand the space back.
 //! let mut batch = reader.read_batch();
-//! let request = batch.next()?;
+//! let request = batch.next()?.ok_or("no packet")?;
 //! assert!(request.completion_requested);
 //! let mut bytes = vec![0; request.payload.len()];
 //! batch.read_payload(request.payload, 0, &mut bytes)?;
 //! assert_eq!(&bytes[..7], b"request"); // payloads are padded to 8 bytes
-//! assert_eq!(batch.next()?.kind, PacketKind::Completion);
+//! assert_eq!(batch.next()?.ok_or("no packet")?.kind, PacketKind::Completion);
 //! let signal_writer = batch.commit();
 //! assert!(!signal_writer); // the writer was not waiting for space
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use vmbus_ring::wire::FEATURE_PENDING_SEND_SIZE;
 use vmbus_ring::{
     gpa_direct_size, in_band_size, transfer_pages_size, ControlPage, ControlWord, FlatRingMem, GpaRangeBuf,
-    IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, ReadError, RingMem, RingState, TransferPageRange,
-    WriteError, MAX_PACKET_SIZE,
+    IncomingRing, OutgoingPacket, OutgoingRing, PacketKind, RingMem, RingState, TransferPageRange, WriteError,
+    MAX_PACKET_SIZE,
 };
 
 /// A recognisable payload byte at position `i`.
@@ -31,7 +31,7 @@ fn forward(data_len: usize, before: u32, after: u32) -> usize {
 /// Reads one packet and copies its whole (padded) payload out.
 fn read_one<M: RingMem>(reader: &mut IncomingRing<M>) -> (u64, PacketKind, Vec<u8>) {
     let mut batch = reader.read_batch();
-    let packet = batch.next().unwrap();
+    let packet = batch.next().unwrap().unwrap();
     let mut bytes = vec![0; packet.payload.len()];
     batch.read_payload(packet.payload, 0, &mut bytes).unwrap();
     let _ = batch.commit();
@@ -117,7 +117,7 @@ fn a_packet_of_exactly_the_unused_bytes_is_refused_and_one_8_smaller_fits() {
             let (id, _, bytes) = read_one(&mut reader);
             assert_eq!(id, 101, "{name}");
             assert_eq!(bytes, big, "{name}: the filling packet is intact");
-            assert_eq!(reader.read_batch().next(), Err(ReadError::Empty), "{name}");
+            assert_eq!(reader.read_batch().next(), Ok(None), "{name}");
         }
     }
 }
@@ -136,9 +136,9 @@ fn full_error_counts_the_packets_already_in_the_batch() {
     assert_eq!(batch.bytes(), 3048);
     assert!(batch.commit());
     let mut batch = reader.read_batch();
-    assert_eq!(batch.next().unwrap().transaction_id, 1);
-    assert_eq!(batch.next().unwrap().transaction_id, 2);
-    assert_eq!(batch.next(), Err(ReadError::Empty));
+    assert_eq!(batch.next().unwrap().unwrap().transaction_id, 1);
+    assert_eq!(batch.next().unwrap().unwrap().transaction_id, 2);
+    assert_eq!(batch.next(), Ok(None));
 }
 
 // ---------------------------------------------------------------------------
@@ -380,8 +380,8 @@ fn an_empty_ring_reads_nothing_and_an_empty_read_commit_stores_nothing() {
     mem.take();
 
     let mut batch = reader.read_batch();
-    assert_eq!(batch.next(), Err(ReadError::Empty));
-    assert_eq!(batch.next(), Err(ReadError::Empty), "still empty, still usable");
+    assert_eq!(batch.next(), Ok(None));
+    assert_eq!(batch.next(), Ok(None), "still empty, still usable");
     assert_eq!(batch.packets(), 0);
     assert!(!batch.commit(), "nothing read: no signal");
     assert_eq!(mem.take(), [], "nothing read: no control word written");
@@ -389,13 +389,13 @@ fn an_empty_ring_reads_nothing_and_an_empty_read_commit_stores_nothing() {
     // Read everything, then a second commit with nothing new.
     writer.write(&OutgoingPacket::in_band(1), &[b"a"]).unwrap();
     let mut batch = reader.read_batch();
-    batch.next().unwrap();
-    assert_eq!(batch.next(), Err(ReadError::Empty));
+    batch.next().unwrap().unwrap();
+    assert_eq!(batch.next(), Ok(None));
     let _ = batch.commit();
     assert_eq!(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), 544);
     mem.take();
     let mut batch = reader.read_batch();
-    assert_eq!(batch.next(), Err(ReadError::Empty));
+    assert_eq!(batch.next(), Ok(None));
     assert!(!batch.commit());
     assert_eq!(mem.take(), []);
     assert_eq!(reader.read_index(), 544);
@@ -415,7 +415,7 @@ fn an_empty_write_batch_commit_stores_no_write_index() {
     assert!(batch.write(&OutgoingPacket::in_band(1), &[&[0; PAGE]]).is_err());
     assert!(!batch.commit());
     assert_eq!(Recording::stores_of(&mem.take(), ControlWord::WriteIndex), []);
-    assert_eq!(reader.read_batch().next(), Err(ReadError::Empty));
+    assert_eq!(reader.read_batch().next(), Ok(None));
 
     // A non-empty batch publishes with exactly one release store.
     let mut batch = writer.write_batch();
@@ -428,7 +428,7 @@ fn an_empty_write_batch_commit_stores_no_write_index() {
     // The read side publishes its index the same way.
     let mut batch = reader.read_batch();
     for _ in 0..3 {
-        batch.next().unwrap();
+        batch.next().unwrap().unwrap();
     }
     let _ = batch.commit();
     assert_eq!(Recording::stores_of(&mem.take(), ControlWord::ReadIndex), [(96, Ordering::Release)]);
@@ -458,7 +458,7 @@ fn nearly_full_ring() -> (FlatRingMem, OutgoingRing<FlatRingMem>, IncomingRing<F
 fn read_and_commit(reader: &mut IncomingRing<FlatRingMem>, count: usize) -> bool {
     let mut batch = reader.read_batch();
     for _ in 0..count {
-        batch.next().unwrap();
+        batch.next().unwrap().unwrap();
     }
     batch.commit()
 }
@@ -573,7 +573,7 @@ fn prepare_to_sleep_unmasks_and_reports_whether_the_ring_is_empty() {
 
     // Read but not committed: the packet is still the reader's to consume.
     let mut batch = reader.read_batch();
-    batch.next().unwrap();
+    batch.next().unwrap().unwrap();
     batch.revert();
     assert_eq!(reader.prepare_to_sleep(), Ok(false));
 

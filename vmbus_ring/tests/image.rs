@@ -25,7 +25,7 @@ fn tour() -> FlatRingMem {
     let (mut writer, mut reader) = endpoints_at(&mem, 0xf80);
     writer.write(&OutgoingPacket::in_band(0x10), &[&[0xaa; 40]]).unwrap();
     let mut batch = reader.read_batch();
-    assert_eq!(batch.next().unwrap().offset, 0xf80);
+    assert_eq!(batch.next().unwrap().unwrap().offset, 0xf80);
     let _ = batch.commit();
 
     let transfer_ranges = [TransferPageRange::new(1500, 0), TransferPageRange::new(900, 0x1000)];
@@ -133,7 +133,7 @@ fn decoding_changes_nothing() {
     assert_eq!(RingDump::decode(&mem), dump);
     // A reader opened afterwards still starts at the first unread packet.
     let mut reader = IncomingRing::new(mem).unwrap();
-    assert_eq!(reader.read_batch().next().unwrap().offset, 0xfc0);
+    assert_eq!(reader.read_batch().next().unwrap().unwrap().offset, 0xfc0);
 }
 
 #[test]
@@ -142,7 +142,7 @@ fn images_round_trip_byte_for_byte() {
         let (mut writer, mut reader) = endpoints_at(&mem, (2 * PAGE - 48) as u32);
         writer.write(&OutgoingPacket::in_band(1), &[&[7; 100]]).unwrap();
         let mut batch = reader.read_batch();
-        batch.next().unwrap();
+        batch.next().unwrap().unwrap();
         let _ = batch.commit();
         writer.write(&OutgoingPacket::completion(2).with_completion_requested(), &[&[8; 300]]).unwrap();
         mem.write_control(100, b"reserved bytes are kept too");
@@ -181,7 +181,7 @@ fn assert_stops(image: &[u8], offset: u32, field: Field, value: u64) {
     let mut reader = IncomingRing::new(load_image(image).unwrap()).unwrap();
     let mut batch = reader.read_batch();
     let outcome = std::iter::from_fn(|| match batch.next() {
-        Err(ReadError::Empty) => None,
+        Ok(None) => None,
         other => Some(other),
     })
     .find_map(|read| read.err().filter(|error| !matches!(error, ReadError::Unsupported(_))));

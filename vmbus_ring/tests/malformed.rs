@@ -216,7 +216,7 @@ fn write_index_moved_after_a_packet_was_read_is_checked_again() {
     publish(&mem, &good_packet(1));
     let mut reader = IncomingRing::new(mem.clone()).unwrap();
     let mut batch = reader.read_batch();
-    assert_eq!(batch.next().unwrap().transaction_id, 1);
+    assert_eq!(batch.next().unwrap().unwrap().transaction_id, 1);
     mem.store(ControlWord::WriteIndex, 33, Ordering::Release);
     assert_eq!(batch.next(), Err(ReadError::Corrupt(CorruptError::new(Field::WriteIndex, 33))));
     // The good packet can still be handed back.
@@ -281,9 +281,9 @@ fn unsupported_and_unknown_types_are_reported_and_skipped() {
             }
             other => panic!("type {packet_type}: expected Unsupported, got {other:?}"),
         }
-        let next = batch.next().unwrap();
+        let next = batch.next().unwrap().unwrap();
         assert_eq!((next.offset, next.transaction_id, next.kind), (40, 0x88, PacketKind::InBand));
-        assert_eq!(batch.next(), Err(ReadError::Empty));
+        assert_eq!(batch.next(), Ok(None));
         assert_eq!(batch.packets(), 2);
         let _ = batch.commit();
         assert_eq!(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), 72, "type {packet_type}");
@@ -358,7 +358,7 @@ fn valid_gpa_direct_is_read_with_its_ranges() {
     let mem = ring();
     publish(&mem, &packet(9, 8, 9, 0, 1, &body));
     let mut reader = IncomingRing::new(mem).unwrap();
-    let packet = reader.read_batch().next().unwrap();
+    let packet = reader.read_batch().next().unwrap().unwrap();
     let PacketKind::GpaDirect(ranges) = packet.kind else { panic!("not GPA direct: {:?}", packet.kind) };
     let ranges: Vec<_> =
         ranges.ranges().iter().map(|r| (r.byte_count, r.byte_offset, r.page_numbers().collect::<Vec<_>>())).collect();
@@ -396,7 +396,7 @@ fn valid_transfer_pages_is_read_with_its_ranges() {
     let mem = ring();
     publish(&mem, &packet(7, 5, 5, 0, 1, &body));
     let mut reader = IncomingRing::new(mem).unwrap();
-    let packet = reader.read_batch().next().unwrap();
+    let packet = reader.read_batch().next().unwrap().unwrap();
     let PacketKind::TransferPages(pages) = packet.kind else { panic!("not transfer pages: {:?}", packet.kind) };
     assert_eq!((pages.set_id, pages.sender_owns_set), (0x1234, true));
     let ranges: Vec<_> = pages.ranges.iter().map(|r| (r.byte_count.get(), r.byte_offset.get())).collect();
@@ -413,7 +413,7 @@ fn a_corrupt_packet_after_a_good_one_leaves_the_good_one_readable_and_committabl
     publish(&mem, &bytes);
     let mut reader = IncomingRing::new(mem.clone()).unwrap();
     let mut batch = reader.read_batch();
-    let good = batch.next().unwrap();
+    let good = batch.next().unwrap().unwrap();
     assert_eq!((good.offset, good.transaction_id), (0, 1));
     let mut payload = [0; 8];
     batch.read_payload(good.payload, 0, &mut payload).unwrap();
@@ -434,7 +434,7 @@ fn a_reverted_batch_rereads_the_same_corruption() {
     let mut reader = IncomingRing::new(mem).unwrap();
     for _ in 0..2 {
         let mut batch = reader.read_batch();
-        assert_eq!(batch.next().unwrap().transaction_id, 1);
+        assert_eq!(batch.next().unwrap().unwrap().transaction_id, 1);
         assert_eq!(batch.next(), Err(corrupt(Field::Flags, 4, 32)));
         batch.revert();
     }
@@ -654,7 +654,7 @@ fn random_rings_never_panic_and_never_hand_out_bytes_past_the_write_index() {
         for _ in 0..RANDOM_DATA_LEN / 24 + 2 {
             let remaining = available - consumed;
             let (packet_at, payload) = match batch.next() {
-                Ok(packet) => {
+                Ok(Some(packet)) => {
                     let distance = check_payload(packet.payload.offset(), packet.payload.len(), cursor, remaining);
                     check_kind(&packet, distance);
                     outcomes.packets += 1;
@@ -670,7 +670,7 @@ fn random_rings_never_panic_and_never_hand_out_bytes_past_the_write_index() {
                     outcomes.unsupported += 1;
                     (unsupported.offset, unsupported.payload)
                 }
-                Err(ReadError::Empty) => {
+                Ok(None) => {
                     assert_eq!(remaining, 0, "iteration {iteration}: empty with bytes left");
                     outcomes.drained += 1;
                     finished = true;
@@ -683,6 +683,7 @@ fn random_rings_never_panic_and_never_hand_out_bytes_past_the_write_index() {
                     finished = true;
                     break;
                 }
+                Err(other) => panic!("iteration {iteration}: {other}"),
             };
             assert_eq!(packet_at as usize, cursor, "iteration {iteration}");
             // The payload is exactly the ring bytes there.

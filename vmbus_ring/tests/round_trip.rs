@@ -223,9 +223,9 @@ fn round_trip_one(ctx: &str, mem: &AnyMem, start: u32, spec: &Spec, headers: &He
     check_wire(ctx, mem, start, spec, size);
 
     let mut batch = reader.read_batch();
-    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}")).expect("a packet");
     check_packet(ctx, &batch, &packet, spec, start, headers);
-    assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}");
+    assert_eq!(batch.next(), Ok(None), "{ctx}");
     assert!(!batch.commit(), "{ctx}: the writer was not waiting for space");
     assert_eq!(reader.read_index(), end, "{ctx}: reader's index");
     assert_eq!(mem.load(ControlWord::ReadIndex, Ordering::Acquire), end, "{ctx}: published read index");
@@ -288,7 +288,7 @@ fn a_mixed_batch_signals_once_and_reads_back_in_order() {
             assert_eq!(batch.bytes(), at - start, "{ctx}");
             // Nothing is visible before the commit, even to a fresh look at the write index.
             assert_eq!(reader.prepare_to_sleep(), Ok(true), "{ctx}");
-            assert_eq!(reader.read_batch().next(), Err(ReadError::Empty), "{ctx}");
+            assert_eq!(reader.read_batch().next(), Ok(None), "{ctx}");
             assert_eq!(mem.load(ControlWord::WriteIndex, Ordering::Acquire), start as u32, "{ctx}");
             assert!(batch.commit(), "{ctx}: the batch's one commit signals the reader");
             assert_eq!(writer.write_index(), wrap(at), "{ctx}");
@@ -299,10 +299,10 @@ fn a_mixed_batch_signals_once_and_reads_back_in_order() {
 
             let mut batch = reader.read_batch();
             for (spec, &start) in specs.iter().chain([&extra]).zip(&starts) {
-                let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}")).expect("a packet");
                 check_packet(&ctx, &batch, &packet, spec, start, &headers);
             }
-            assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}");
+            assert_eq!(batch.next(), Ok(None), "{ctx}");
             assert_eq!(batch.packets(), specs.len() + 1, "{ctx}");
             assert!(!batch.commit(), "{ctx}");
             assert_eq!(reader.read_index(), writer.write_index(), "{ctx}");
@@ -331,15 +331,15 @@ fn a_reverted_or_dropped_write_batch_is_invisible_and_its_space_reused() {
             assert_eq!(writer.write_index(), start, "{ctx}");
             assert_eq!(mem.load(ControlWord::WriteIndex, Ordering::Acquire), start, "{ctx}");
             assert_eq!(reader.prepare_to_sleep(), Ok(true), "{ctx}: the ring must still look empty");
-            assert_eq!(reader.read_batch().next(), Err(ReadError::Empty), "{ctx}");
+            assert_eq!(reader.read_batch().next(), Ok(None), "{ctx}");
 
             // The next batch starts where the discarded one did, over its bytes.
             let spec = Spec::new(Shape::InBand, 3, pattern(3, 13));
             assert!(writer.write(&spec.packet(&headers), &[spec.payload.as_slice()]).unwrap(), "{ctx}");
             let mut batch = reader.read_batch();
-            let packet = batch.next().unwrap();
+            let packet = batch.next().unwrap().unwrap();
             check_packet(&ctx, &batch, &packet, &spec, start, &headers);
-            assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}: nothing of the discarded batch shows");
+            assert_eq!(batch.next(), Ok(None), "{ctx}: nothing of the discarded batch shows");
             assert!(!batch.commit());
             assert_eq!(reader.read_index(), writer.write_index(), "{ctx}");
         }
@@ -370,7 +370,7 @@ fn a_reverted_or_dropped_read_batch_yields_the_same_packets_again() {
             let mut batch = reader.read_batch();
             let first: Vec<_> = (0..2)
                 .map(|_| {
-                    let packet = batch.next().unwrap();
+                    let packet = batch.next().unwrap().unwrap();
                     let payload = payload_of(&batch, &packet);
                     (packet, payload)
                 })
@@ -388,14 +388,14 @@ fn a_reverted_or_dropped_read_batch_yields_the_same_packets_again() {
             let mut batch = reader.read_batch();
             let mut at = start as usize;
             for (i, spec) in specs.iter().enumerate() {
-                let packet = batch.next().unwrap();
+                let packet = batch.next().unwrap().unwrap();
                 check_packet(&ctx, &batch, &packet, spec, wrap(at), &headers);
                 if let Some(earlier) = first.get(i) {
                     assert_eq!((&packet, &payload_of(&batch, &packet)), (&earlier.0, &earlier.1), "{ctx}");
                 }
                 at += spec.size(&headers);
             }
-            assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}");
+            assert_eq!(batch.next(), Ok(None), "{ctx}");
             assert!(!batch.commit());
             assert_eq!(reader.read_index(), writer.write_index(), "{ctx}");
         }
@@ -438,13 +438,13 @@ fn reserve_then_write_payload_round_trips_a_wrapping_payload() {
             check_wire(&ctx, &mem, start, &spec, spec.size(&headers));
 
             let mut batch = reader.read_batch();
-            let packet = batch.next().unwrap();
+            let packet = batch.next().unwrap().unwrap();
             check_packet(&ctx, &batch, &packet, &spec, start, &headers);
             // A read from the middle of the payload, across the wrap.
             let mut middle = [0; 11];
             batch.read_payload(packet.payload, 5, &mut middle).unwrap();
             assert_eq!(&middle[..], &spec.payload[5..16], "{ctx}");
-            assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}");
+            assert_eq!(batch.next(), Ok(None), "{ctx}");
             assert!(!batch.commit());
         }
     }
@@ -483,11 +483,11 @@ fn write_payload_refuses_a_range_from_another_batch() {
 
         let mut batch = reader.read_batch();
         for (id, expected) in [(1, &b"original"[..]), (3, &[]), (4, &[7; 80])] {
-            let packet = batch.next().unwrap();
+            let packet = batch.next().unwrap().unwrap();
             assert_eq!(packet.transaction_id, id, "{name}");
             assert_eq!(payload_of(&batch, &packet), expected, "{name}");
         }
-        assert_eq!(batch.next(), Err(ReadError::Empty), "{name}");
+        assert_eq!(batch.next(), Ok(None), "{name}");
         assert!(!batch.commit());
     }
 }
@@ -498,7 +498,7 @@ fn read_payload_refuses_a_range_from_another_batch() {
         let (mut writer, mut reader) = endpoints_at(&mem, 0);
         writer.write(&OutgoingPacket::in_band(1), &[b"first!!!"]).unwrap();
         let mut batch = reader.read_batch();
-        let old = batch.next().unwrap();
+        let old = batch.next().unwrap().unwrap();
         assert!(!batch.commit());
 
         // A packet filling the rest of the ring, read and freed, so that the
@@ -507,13 +507,13 @@ fn read_payload_refuses_a_range_from_another_batch() {
         let filler = DATA_LEN - OutgoingPacket::in_band(1).size(8) - OutgoingPacket::in_band(1).size(0);
         writer.write(&OutgoingPacket::in_band(2), &[&vec![0x77; filler]]).unwrap();
         let mut batch = reader.read_batch();
-        assert_eq!(batch.next().unwrap().payload.len(), filler, "{name}");
+        assert_eq!(batch.next().unwrap().unwrap().payload.len(), filler, "{name}");
         assert!(!batch.commit());
         assert_eq!(writer.write_index(), 0, "{name}: the ring went round");
         writer.write(&OutgoingPacket::in_band(3), &[b"second!!"]).unwrap();
 
         let mut batch = reader.read_batch();
-        let new = batch.next().unwrap();
+        let new = batch.next().unwrap().unwrap();
         assert_eq!(new.payload, old.payload, "{name}: the same bytes");
         let mut buf = [0; 8];
         let refused = Err(PayloadError::NotFromThisBatch);
@@ -522,7 +522,7 @@ fn read_payload_refuses_a_range_from_another_batch() {
         let other = FlatRingMem::new(DATA_LEN).unwrap();
         let (mut other_writer, mut other_reader) = endpoints_at(&other, 0);
         other_writer.write(&OutgoingPacket::in_band(4), &[b"another!"]).unwrap();
-        let foreign = other_reader.read_batch().next().unwrap();
+        let foreign = other_reader.read_batch().next().unwrap().unwrap();
         assert_eq!(batch.read_payload(foreign.payload, 0, &mut buf), refused, "{name}: another ring's range");
         batch.read_payload(new.payload, 0, &mut buf).unwrap();
         assert_eq!(&buf, b"second!!", "{name}");
@@ -532,7 +532,7 @@ fn read_payload_refuses_a_range_from_another_batch() {
         // same packet again.
         let mut again = reader.read_batch();
         assert_eq!(again.read_payload(new.payload, 0, &mut buf), refused, "{name}: a reverted batch's range");
-        let reread = again.next().unwrap();
+        let reread = again.next().unwrap().unwrap();
         again.read_payload(reread.payload, 0, &mut buf).unwrap();
         assert_eq!(&buf, b"second!!", "{name}");
     }
@@ -584,7 +584,7 @@ fn unsupported_packet_types_are_reported_and_skipped_in_place() {
 
                     let mut reader = IncomingRing::new(mem.clone()).unwrap();
                     let mut batch = reader.read_batch();
-                    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}")).expect("a packet");
                     assert_eq!((packet.offset, packet.transaction_id), (start as u32, 0x11), "{ctx}");
                     assert_eq!(packet.kind, PacketKind::InBand, "{ctx}");
                     assert_eq!(payload_of(&batch, &packet), first_body, "{ctx}");
@@ -607,12 +607,12 @@ fn unsupported_packet_types_are_reported_and_skipped_in_place() {
                         assert_eq!(reader.read_index(), third_at, "{ctx}: the commit passes the skipped packet");
                         batch = reader.read_batch();
                     }
-                    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}"));
+                    let packet = batch.next().unwrap_or_else(|e| panic!("{ctx}: {e}")).expect("a packet");
                     assert_eq!((packet.offset, packet.transaction_id), (third_at, 0x33), "{ctx}");
                     assert_eq!(packet.kind, PacketKind::InBand, "{ctx}");
                     assert!(packet.completion_requested, "{ctx}");
                     assert_eq!(payload_of(&batch, &packet), third_body, "{ctx}");
-                    assert_eq!(batch.next(), Err(ReadError::Empty), "{ctx}");
+                    assert_eq!(batch.next(), Ok(None), "{ctx}");
                     assert!(!batch.commit());
                     assert_eq!(reader.read_index(), end, "{ctx}");
                     assert_eq!(mem.load(ControlWord::ReadIndex, Ordering::Acquire), end, "{ctx}");

@@ -66,14 +66,14 @@ fn prepare(before: Before, start: u32) -> (FlatRingMem, OutgoingRing<FlatRingMem
     match before {
         Before::Drained => {
             let mut batch = reader.read_batch();
-            batch.next().unwrap();
-            batch.next().unwrap();
+            batch.next().unwrap().unwrap();
+            batch.next().unwrap().unwrap();
             let _ = batch.commit();
         }
         Before::ReadNotCommitted => {
             let mut batch = reader.read_batch();
-            batch.next().unwrap();
-            batch.next().unwrap();
+            batch.next().unwrap().unwrap();
+            batch.next().unwrap().unwrap();
             batch.revert();
         }
         Before::Fresh | Before::Unread => {}
@@ -128,7 +128,7 @@ fn one_signal_per_batch_not_per_packet() {
     // Once the reader has caught up, the next batch signals again.
     let mut batch = reader.read_batch();
     for id in 0..11 {
-        assert_eq!(batch.next().unwrap().transaction_id, id);
+        assert_eq!(batch.next().unwrap().unwrap().transaction_id, id);
     }
     let _ = batch.commit();
     let mut batch = writer.write_batch();
@@ -322,7 +322,7 @@ fn reader_signals_a_blocked_writer_on_the_crossing_only() {
 
             let mut batch = reader.read_batch();
             for _ in 0..case.read_before {
-                batch.next().unwrap();
+                batch.next().unwrap().unwrap();
             }
             assert!(!batch.commit(), "{name}: no pending send size yet");
 
@@ -341,7 +341,7 @@ fn reader_signals_a_blocked_writer_on_the_crossing_only() {
             // The endpoint's decision.
             let mut batch = reader.read_batch();
             for _ in 0..case.read {
-                batch.next().unwrap();
+                batch.next().unwrap().unwrap();
             }
             assert_eq!(batch.commit(), case.expected, "{name}: endpoint");
             assert_eq!(reader.read_index(), new_read, "{name}");

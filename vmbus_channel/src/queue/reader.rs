@@ -153,8 +153,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             }
             looked_at += 1;
             let packet = match batch.next() {
-                Ok(packet) => packet,
-                Err(ReadError::Empty) => {
+                Ok(Some(packet)) => packet,
+                Ok(None) => {
                     drained = true;
                     break;
                 }
@@ -167,6 +167,10 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                     // The ring is unusable from here: no completion can come.
                     self.shared.fail_transactions();
                     failure = Some(ChannelError::Corrupt(corrupt));
+                    break;
+                }
+                Err(other) => {
+                    failure = Some(ChannelError::Read(other));
                     break;
                 }
             };
