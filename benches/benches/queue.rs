@@ -255,8 +255,8 @@ where
     let request = vec![0xa5; PINGPONG_SIZE];
     group.throughput(Throughput::ElementsAndBytes { elements: 1, bytes: 2 * PINGPONG_SIZE as u64 });
     for (api, mode, name) in VARIANTS {
-        client.reader().set_busy_poll(mode.busy_poll());
-        server.reader().set_busy_poll(mode.busy_poll());
+        client.reader_mut().set_busy_poll(mode.busy_poll());
+        server.reader_mut().set_busy_poll(mode.busy_poll());
         group.bench_function(BenchmarkId::new(format!("pingpong/{transport}/{name}"), PINGPONG_SIZE), |b| {
             b.iter_custom(|round_trips| {
                 let mut buf = vec![0; PINGPONG_SIZE + 8];
@@ -289,11 +289,11 @@ fn exchange<M: RingMem, S: Signal>(
     buf: &mut [u8],
 ) {
     if let Some(request) = request {
-        send(queue.writer(), api, mode, request);
-        receive(queue.reader(), api, mode, buf);
+        send(queue.writer_mut(), api, mode, request);
+        receive(queue.reader_mut(), api, mode, buf);
     } else {
-        let len = receive(queue.reader(), api, mode, buf);
-        send(queue.writer(), api, mode, &buf[..len]);
+        let len = receive(queue.reader_mut(), api, mode, buf);
+        send(queue.writer_mut(), api, mode, &buf[..len]);
     }
 }
 

@@ -524,7 +524,7 @@ impl QueuePingPong {
         let _here = Pinned::to(0);
         let (ours, theirs) = signal.pair(data_len)?;
         let channel = MemfdChannel::from_fds_with_reactor(ours, MappingLayout::Double, Driver::new()?)?;
-        let ours = channel.signal.clone();
+        let ours = channel.signal().clone();
         let peer = Peer::spawn(PeerMode::Queue(api), placement.peer_cpu(), theirs, move || {
             if let ProcessSignal::EventFd(signal) = &*ours {
                 signal.peer_closed();
@@ -543,8 +543,8 @@ impl QueuePingPong {
     #[inline]
     pub fn round_trip(&mut self) {
         self.peer.begin();
-        let echoed = send_one(self.queue.writer(), self.api, None, &self.request)
-            .and_then(|()| receive_one(self.queue.reader(), self.api, None, &mut self.reply));
+        let echoed = send_one(self.queue.writer_mut(), self.api, None, &self.request)
+            .and_then(|()| receive_one(self.queue.reader_mut(), self.api, None, &mut self.reply));
         self.peer.end();
         match echoed {
             Ok(len) if len >= self.request.len() => {}

@@ -203,7 +203,7 @@ impl<R: Reader> Session<R> {
             }
         }
         self.reader.drain();
-        self.host.signal.close();
+        self.host.signal().close();
         self.reader.check_closed();
     }
 
@@ -211,10 +211,10 @@ impl<R: Reader> Session<R> {
     /// end of stream the reader frees nothing, so a full ring stays full.
     fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[u8], outcome: Outcome) {
         for attempt in 0..2 {
-            match self.host.outgoing.write(packet, &[payload]) {
+            match self.host.outgoing_mut().write(packet, &[payload]) {
                 Ok(signal) => {
                     if signal {
-                        self.host.signal.signal_peer();
+                        self.host.signal().signal_peer();
                     }
                     if !self.ended {
                         self.ended = outcome == Outcome::End;
@@ -361,7 +361,7 @@ struct ByteReader {
 
 impl ByteReader {
     fn new(guest: InProcessChannel) -> Self {
-        let ring = guest.incoming.memory().clone();
+        let ring = guest.incoming().memory().clone();
         Self { pipe: BytePipe::new(guest), due: VecDeque::new(), packets: 0, ring }
     }
 

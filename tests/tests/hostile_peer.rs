@@ -109,8 +109,9 @@ fn racing_queue(
     let quiet = RacingWriteIndex { inner: incoming, racing: false, loads: loads.clone(), limit };
     let outgoing = RacingWriteIndex { inner: FlatRingMem::new(4096).unwrap(), ..quiet.clone() };
     let (signal, peer) = InProcessSignal::pair();
-    let mut channel = RawChannel::new(quiet.clone(), outgoing, signal).unwrap();
-    channel.incoming = IncomingRing::new(RacingWriteIndex { racing: true, ..quiet }).unwrap();
+    let (_, outgoing, signal) = RawChannel::new(quiet.clone(), outgoing, signal).unwrap().into_parts();
+    let incoming = IncomingRing::new(RacingWriteIndex { racing: true, ..quiet }).unwrap();
+    let channel = RawChannel::from_parts(incoming, outgoing, signal);
     let queue = match transactions {
         0 => Queue::new(channel),
         limit => Queue::with_transactions(channel, limit),
@@ -125,7 +126,7 @@ fn racing_queue(
 fn one_read_call_does_bounded_work_against_a_racing_write_index() {
     const LIMIT: u64 = 1_000_000;
     let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), LIMIT, 0);
-    assert_eq!(queue.reader().try_read(), Ok(None), "every packet is skipped");
+    assert_eq!(queue.reader_mut().try_read(), Ok(None), "every packet is skipped");
     let after_one_call = loads.load(Ordering::Relaxed);
     assert!(after_one_call <= 100, "one try_read loaded the write index {after_one_call} times");
     let counters = queue.state().counters;
@@ -133,7 +134,7 @@ fn one_read_call_does_bounded_work_against_a_racing_write_index() {
     assert_eq!(counters.unsupported_skipped, 64, "64 packets looked at beyond those handed out");
 
     // Asking for any number does not lift the budget.
-    assert_eq!(queue.reader().try_read_batch(usize::MAX, |_, _| {}), Ok(0));
+    assert_eq!(queue.reader_mut().try_read_batch(usize::MAX, |_, _| {}), Ok(0));
     assert!(loads.load(Ordering::Relaxed) - after_one_call <= 100);
 }
 
@@ -146,18 +147,18 @@ fn a_waiting_read_returns_at_its_budget_under_a_flood() {
     let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), 1_000_000, 0);
     let mut cx = Context::from_waker(std::task::Waker::noop());
     for round in 1..=3u64 {
-        let poll = queue.reader().poll_read_batch(&mut cx, 8, |_, _| panic!("nothing is handed out"));
+        let poll = queue.reader_mut().poll_read_batch(&mut cx, 8, |_, _| panic!("nothing is handed out"));
         assert_eq!(poll, std::task::Poll::Ready(Ok(0)), "round {round}");
     }
     assert!(loads.load(Ordering::Relaxed) <= 3 * 100);
     assert_eq!(queue.state().counters.read_budget_spent, 3);
     // A blocking read ends at its deadline though the flood goes on.
     let deadline = Instant::now() + Duration::from_millis(20);
-    assert_eq!(queue.reader().read_batch_blocking(8, Some(deadline), |_, _| {}), Err(ChannelError::TimedOut));
+    assert_eq!(queue.reader_mut().read_batch_blocking(8, Some(deadline), |_, _| {}), Err(ChannelError::TimedOut));
     // `read` gives the executor a turn after each budget: it is pending,
     // having woken its task.
     let (waker, wakes) = counting_waker();
-    let mut read = Box::pin(queue.reader().read());
+    let mut read = Box::pin(queue.reader_mut().read());
     assert!(read.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
     assert_eq!(wakes.load(Ordering::Relaxed), 1);
 }
@@ -187,15 +188,15 @@ impl vmbus_channel::Signal for Flood {
 fn a_write_into_a_full_ring_yields_under_a_signal_flood() {
     let (to_peer, from_peer) = (FlatRingMem::new(4096).unwrap(), FlatRingMem::new(4096).unwrap());
     let mut queue = Queue::new(RawChannel::new(from_peer, to_peer, Flood::default()).unwrap());
-    while queue.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    while queue.writer_mut().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
     let (waker, wakes) = counting_waker();
     let mut written = 0;
     let packet = [(OutgoingPacket::in_band(2), &[&[8u8; 1000][..]][..])];
-    let poll = queue.writer().poll_write_batch(&mut Context::from_waker(&waker), &packet, &mut written);
+    let poll = queue.writer_mut().poll_write_batch(&mut Context::from_waker(&waker), &packet, &mut written);
     assert!(poll.is_pending());
     assert_eq!(wakes.load(Ordering::Relaxed), 1, "the yield woke the task");
     let deadline = Instant::now() + Duration::from_millis(20);
-    assert_eq!(queue.writer().write_batch_blocking(&packet, Some(deadline)), Err(ChannelError::TimedOut));
+    assert_eq!(queue.writer_mut().write_batch_blocking(&packet, Some(deadline)), Err(ChannelError::TimedOut));
 }
 
 /// Finding 3: late completions (their requests given up) count against
@@ -203,10 +204,10 @@ fn a_write_into_a_full_ring_yields_under_a_signal_flood() {
 #[test]
 fn late_completions_count_against_the_budget() {
     let (mut queue, loads, _peer) = racing_queue(ring_of_packets(Some(1)), 1_000_000, 4);
-    let given_up = block_on(queue.writer().request(&OutgoingPacket::in_band(0), &[b"request"])).unwrap();
+    let given_up = block_on(queue.writer_mut().request(&OutgoingPacket::in_band(0), &[b"request"])).unwrap();
     assert_eq!(given_up.transaction_id(), 1);
     drop(given_up);
-    assert_eq!(queue.reader().try_read(), Ok(None));
+    assert_eq!(queue.reader_mut().try_read(), Ok(None));
     assert!(loads.load(Ordering::Relaxed) <= 100);
     let counters = queue.state().counters;
     assert_eq!((counters.stale_completions, counters.read_budget_spent), (64, 1));
@@ -286,20 +287,20 @@ fn dropped_requests_do_not_use_up_the_transaction_limit() {
     let (mut host, mut guest) = (Queue::with_transactions(host, 4), Queue::new(guest));
     let mut given_up = Vec::new();
     for round in 0..10u64 {
-        let completion = block_on(host.writer().request(&OutgoingPacket::in_band(round), &[b"never answered"]));
+        let completion = block_on(host.writer_mut().request(&OutgoingPacket::in_band(round), &[b"never answered"]));
         given_up.push(completion.expect("a request after dropped ones").transaction_id());
     }
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
     // The peer answers them all late: dropped and counted, no error.
-    while let Ok(Some(request)) = guest.reader().try_read() {
+    while let Ok(Some(request)) = guest.reader_mut().try_read() {
         let id = request.header.transaction_id;
-        guest.writer().try_write(&OutgoingPacket::completion(id), &[b"late"]).unwrap();
+        guest.writer_mut().try_write(&OutgoingPacket::completion(id), &[b"late"]).unwrap();
     }
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_eq!(host.state().counters.stale_completions, given_up.len() as u64);
     // An id never issued is still an error.
-    guest.writer().try_write(&OutgoingPacket::completion(1 << 40), &[b"forged"]).unwrap();
-    assert_eq!(host.reader().try_read(), Err(ChannelError::UnknownTransaction(1 << 40)));
+    guest.writer_mut().try_write(&OutgoingPacket::completion(1 << 40), &[b"forged"]).unwrap();
+    assert_eq!(host.reader_mut().try_read(), Err(ChannelError::UnknownTransaction(1 << 40)));
 }
 
 /// Finding 4: closing reclaims every slot; completions already in are kept
@@ -308,17 +309,17 @@ fn dropped_requests_do_not_use_up_the_transaction_limit() {
 fn closing_reclaims_every_transaction() {
     let (host, guest) = connected_pair(4 * 4096).unwrap();
     let (mut host, mut guest) = (Queue::with_transactions(host, 4), Queue::new(guest));
-    let first = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"a"])).unwrap();
-    let second = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"b"])).unwrap();
-    let first_id = guest.reader().try_read().unwrap().unwrap().header.transaction_id;
-    guest.writer().try_write(&OutgoingPacket::completion(first_id), &[b"done"]).unwrap();
-    assert_eq!(host.reader().try_read(), Ok(None));
+    let first = block_on(host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"a"])).unwrap();
+    let second = block_on(host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"b"])).unwrap();
+    let first_id = guest.reader_mut().try_read().unwrap().unwrap().header.transaction_id;
+    guest.writer_mut().try_write(&OutgoingPacket::completion(first_id), &[b"done"]).unwrap();
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     drop(guest);
-    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
-    assert_eq!(host.writer().outstanding_transactions(), 1, "only the completed one is kept");
+    assert_eq!(host.reader_mut().try_read(), Err(ChannelError::Closed));
+    assert_eq!(host.writer_mut().outstanding_transactions(), 1, "only the completed one is kept");
     assert_eq!(&block_on(first).unwrap()[..4], b"done");
     assert_eq!(block_on(second), Err(ChannelError::Closed));
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 // ------------------------------------------------------------------ set-up
@@ -423,14 +424,14 @@ fn unstick_wakes_a_writer_whose_signal_was_lost() {
         std::thread::yield_now();
     }
     // The host reads everything; the signal its commit calls for is lost.
-    let mut batch = host.incoming.read_batch();
+    let mut batch = host.incoming_mut().read_batch();
     while let Ok(Some(_packet)) = batch.next() {}
     assert!(batch.commit(), "the commit called for a signal");
     let mut host = Queue::new(host);
     assert!(host.unstick().unwrap(), "the blocked writer should be awake");
     assert_eq!(writer.join().unwrap(), Ok(()));
     assert_eq!(host.state().counters.unstick_signals, 1);
-    assert!(host.reader().try_read().unwrap().is_some());
+    assert!(host.reader_mut().try_read().unwrap().is_some());
     assert!(!host.unstick().unwrap(), "nothing stuck any more");
     assert_eq!(host.state().counters.unstick_signals, 1);
 }
@@ -442,19 +443,19 @@ fn unstick_wakes_a_writer_whose_signal_was_lost() {
 fn unstick_wakes_this_ends_own_async_writer() {
     let (host, mut guest) = connected_pair(4096).unwrap();
     let mut host = Queue::new(host);
-    while host.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    while host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
     let (waker, wakes) = counting_waker();
     let mut cx = Context::from_waker(&waker);
     let packet = [(OutgoingPacket::in_band(2), &[&[8u8; 1000][..]][..])];
     let mut written = 0;
-    assert!(host.writer().poll_write_batch(&mut cx, &packet, &mut written).is_pending());
-    let mut batch = guest.incoming.read_batch();
+    assert!(host.writer_mut().poll_write_batch(&mut cx, &packet, &mut written).is_pending());
+    let mut batch = guest.incoming_mut().read_batch();
     while let Ok(Some(_packet)) = batch.next() {}
     let _lost_signal = batch.commit();
     assert_eq!(wakes.load(Ordering::Relaxed), 0);
     host.unstick().unwrap();
     assert!(wakes.load(Ordering::Relaxed) > 0, "unstick woke the waiting writer");
-    assert_eq!(host.writer().poll_write_batch(&mut cx, &packet, &mut written), std::task::Poll::Ready(Ok(())));
+    assert_eq!(host.writer_mut().poll_write_batch(&mut cx, &packet, &mut written), std::task::Poll::Ready(Ok(())));
 }
 
 /// Finding 6 on a timer, the other direction: a blocking read waiting for
@@ -463,7 +464,7 @@ fn unstick_wakes_this_ends_own_async_writer() {
 #[test]
 fn a_blocked_reader_re_signals_a_peer_that_has_not_read_its_request() {
     let (host, guest) = connected_pair(4096).unwrap();
-    let guest_signal = guest.signal.clone();
+    let guest_signal = guest.signal().clone();
     let mut host = Queue::new(host);
     host.set_unstick_interval(Some(Duration::from_millis(5))).unwrap();
     let (mut reader, mut writer) = host.split();
@@ -488,15 +489,15 @@ fn a_blocked_reader_re_signals_a_peer_that_has_not_read_its_request() {
 #[test]
 fn unstick_signals_a_reader_with_unread_packets() {
     let (host, guest) = connected_pair(4096).unwrap();
-    let guest_signal = guest.signal.clone();
+    let guest_signal = guest.signal().clone();
     let (mut host, mut guest) = (Queue::new(host), guest);
-    assert!(!host.writer().unstick(), "nothing to read");
-    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"unread"]).unwrap();
+    assert!(!host.writer_mut().unstick(), "nothing to read");
+    host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"unread"]).unwrap();
     let seen = vmbus_channel::Signal::notifier(&*guest_signal).generation();
-    assert!(host.writer().unstick());
+    assert!(host.writer_mut().unstick());
     assert_eq!(vmbus_channel::Signal::notifier(&*guest_signal).generation(), seen + 1);
-    guest.incoming.set_interrupt_mask(true);
-    assert!(!host.writer().unstick(), "a polling reader needs no signal");
+    guest.incoming_mut().set_interrupt_mask(true);
+    assert!(!host.writer_mut().unstick(), "a polling reader needs no signal");
 }
 
 // ------------------------------------------------------------- peer quirks
@@ -509,11 +510,11 @@ fn signal_every_commit_serves_a_writer_that_ignores_pending_send_size() {
     for quirk in [false, true] {
         let (host, mut guest) = connected_pair(4096).unwrap();
         let mut host = Queue::new(host);
-        host.reader().signal_every_commit(quirk);
-        while guest.outgoing.write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
-        let seen = vmbus_channel::Signal::notifier(&*guest.signal).generation();
-        assert_eq!(host.reader().try_read_batch(1, |_, _| {}), Ok(1));
-        let signalled = vmbus_channel::Signal::notifier(&*guest.signal).generation() > seen;
+        host.reader_mut().signal_every_commit(quirk);
+        while guest.outgoing_mut().write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+        let seen = vmbus_channel::Signal::notifier(&**guest.signal()).generation();
+        assert_eq!(host.reader_mut().try_read_batch(1, |_, _| {}), Ok(1));
+        let signalled = vmbus_channel::Signal::notifier(&**guest.signal()).generation() > seen;
         assert_eq!(signalled, quirk, "quirk {quirk}");
     }
 }
@@ -538,7 +539,7 @@ fn a_blocking_read_with_an_unstick_interval_survives_a_lost_signal() {
         assert!(Instant::now() < asleep, "the host never waited");
         std::thread::yield_now();
     }
-    let _lost_signal = guest.outgoing.write(&OutgoingPacket::in_band(1), &[b"unsignalled"]).unwrap();
+    let _lost_signal = guest.outgoing_mut().write(&OutgoingPacket::in_band(1), &[b"unsignalled"]).unwrap();
     assert_eq!(reading.join().unwrap(), Ok(1));
 }
 
@@ -549,7 +550,7 @@ fn a_blocking_read_with_an_unstick_interval_survives_a_lost_signal() {
 fn a_blocking_write_with_an_unstick_interval_survives_a_lost_signal() {
     let (host, mut guest) = connected_pair(4096).unwrap();
     let mut host = Queue::new(host);
-    while host.writer().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
+    while host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[&[7; 1000]]).is_ok() {}
     host.set_unstick_interval(Some(Duration::from_millis(5))).unwrap();
     let (reader, mut writer) = host.split();
     let writing = std::thread::spawn(move || {
@@ -561,7 +562,7 @@ fn a_blocking_write_with_an_unstick_interval_survives_a_lost_signal() {
         assert!(Instant::now() < asleep, "the host writer never waited");
         std::thread::yield_now();
     }
-    let mut batch = guest.incoming.read_batch();
+    let mut batch = guest.incoming_mut().read_batch();
     while let Ok(Some(_)) = batch.next() {}
     let _lost_signal = batch.commit();
     assert_eq!(writing.join().unwrap(), Ok(()));

@@ -122,9 +122,9 @@ fn queues_on_two_threads_exchange_every_packet() {
         block_on_until(
             async {
                 for n in 0..count {
-                    let request = guest.reader().read().await?;
+                    let request = guest.reader_mut().read().await?;
                     assert_eq!(request.header.transaction_id, n, "requests arrive in order");
-                    guest.writer().write(&OutgoingPacket::completion(n), &[&request.payload]).await?;
+                    guest.writer_mut().write(&OutgoingPacket::completion(n), &[&request.payload]).await?;
                 }
                 Ok::<_, vmbus_channel::ChannelError>(())
             },
@@ -135,8 +135,8 @@ fn queues_on_two_threads_exchange_every_packet() {
         async {
             for n in 0..count {
                 let bytes = payload(n);
-                host.writer().write(&OutgoingPacket::in_band(n), &[&bytes]).await?;
-                let response = host.reader().read().await?;
+                host.writer_mut().write(&OutgoingPacket::in_band(n), &[&bytes]).await?;
+                let response = host.reader_mut().read().await?;
                 assert_eq!(response.header.transaction_id, n, "responses arrive in order");
                 assert_eq!(&response.payload[..bytes.len()], &bytes[..], "response {n} arrives intact");
             }

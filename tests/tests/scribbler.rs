@@ -318,11 +318,12 @@ struct End<M = FlatRingMem> {
 
 impl<M: RingMem + Clone> End<M> {
     fn new(channel: RawChannel<M, InProcessSignal>, rng: fastrand::Rng) -> Self {
+        let (reader, writer, _signal) = channel.into_parts();
         Self {
-            incoming: channel.incoming.memory().clone(),
-            outgoing: channel.outgoing.memory().clone(),
-            reader: channel.incoming,
-            writer: channel.outgoing,
+            incoming: reader.memory().clone(),
+            outgoing: writer.memory().clone(),
+            reader,
+            writer,
             rng,
             stats: Stats::default(),
             next_id: 0,
@@ -627,12 +628,12 @@ fn queue_end(
         if rng.bool() {
             id += 1;
             let sent = Sent::new(id, rng.usize(0..data_len / 4), rng.usize(0..3));
-            match queue.writer().try_write(&sent.packet(rng.u64(..)), &[&sent.payload]) {
+            match queue.writer_mut().try_write(&sent.packet(rng.u64(..)), &[&sent.payload]) {
                 Ok(()) => stats.written += 1,
                 Err(error) => check(&mut stats, error),
             }
         } else {
-            let result = queue.reader().try_read_batch(rng.usize(1..8), |packet, payload| {
+            let result = queue.reader_mut().try_read_batch(rng.usize(1..8), |packet, payload| {
                 check_packet(packet, data_len);
                 assert_eq!(payload.to_vec().len(), packet.payload.len());
             });

@@ -223,7 +223,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         let fds = ChannelFds::receive(&stream)?;
         drop(stream);
         let channel = MemfdChannel::from_fds(fds, MappingLayout::Double)?;
-        let mut scratch = vec![0; channel.incoming.data_len()];
+        let mut scratch = vec![0; channel.incoming().data_len()];
         let (mut reader, mut writer) = Queue::new(channel).split();
         reader.set_busy_poll(busy_poll);
 
@@ -509,10 +509,10 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         guest_fds.send(&stream)?;
         drop(stream);
         let channel = MemfdChannel::from_fds(host_fds, MappingLayout::Double)?;
-        let incoming_ring = channel.incoming.memory().clone();
-        let max_packet = channel.outgoing.max_packet_size();
+        let incoming_ring = channel.incoming().memory().clone();
+        let max_packet = channel.outgoing().max_packet_size();
         let mut host = Host { queue: Queue::with_transactions(channel, 64) };
-        host.queue.reader().set_busy_poll(options.busy_poll);
+        host.queue.reader_mut().set_busy_poll(options.busy_poll);
 
         println!(
             "pingpong: host pid {}, guest pid {}; two rings of {} pages ({} KiB) in memfds, {} signals; {} s per run;\n\
@@ -548,7 +548,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
         if let Some(path) = &options.dump {
             host.dump(&incoming_ring, path, child)?;
         }
-        host.queue.writer().write_batch_blocking(&[(OutgoingPacket::in_band(QUIT_ID), &[])], Some(deadline()))?;
+        host.queue.writer_mut().write_batch_blocking(&[(OutgoingPacket::in_band(QUIT_ID), &[])], Some(deadline()))?;
         Ok(())
     }
 
@@ -636,7 +636,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
             let start = Instant::now();
             let mut ops = 0;
             while start.elapsed() < budget {
-                self.queue.writer().write_batch_blocking(&batch, Some(deadline())).map_err(stalled("streaming"))?;
+                self.queue.writer_mut().write_batch_blocking(&batch, Some(deadline())).map_err(stalled("streaming"))?;
                 ops += per_batch as u64;
                 progress.update(ops);
             }
@@ -661,7 +661,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
             // Writing waits only if the ring is full, which a round trip's
             // one request never makes it.
             let completion =
-                block_on_until(queue.writer().request(&OutgoingPacket::in_band(0), &[payload]), deadline())
+                block_on_until(queue.writer_mut().request(&OutgoingPacket::in_band(0), &[payload]), deadline())
                     .ok_or(HostError::Stalled("sending a request"))??;
             let mut completion = pin!(completion);
             let waker = Waker::from(Arc::new(NoWake));
@@ -672,7 +672,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
                 }
                 // Returns once the completion went to its request (or any
                 // other packet came, which this protocol ignores).
-                if let Err(error) = queue.reader().read_batch_blocking(16, Some(deadline), |_, _| {}) {
+                if let Err(error) = queue.reader_mut().read_batch_blocking(16, Some(deadline), |_, _| {}) {
                     return match completion.as_mut().poll(&mut Context::from_waker(&waker)) {
                         Poll::Ready(Ok(payload)) => Ok(payload),
                         _ => Err(stalled("waiting for a completion")(error)),
@@ -696,7 +696,7 @@ usage: pingpong [--seconds N] [--ring-pages N] [--eventfd] [--busy-poll MICROS] 
             })?;
             let before = RingState::read(ring);
             self.queue
-                .writer()
+                .writer_mut()
                 .write_batch_blocking(&[(OutgoingPacket::in_band(DUMP_ID), &[])], Some(deadline()))
                 .map_err(stalled("asking for a dump"))?;
             let deadline = Instant::now() + STALL_TIMEOUT;

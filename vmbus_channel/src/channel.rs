@@ -8,22 +8,50 @@ use vmbus_ring::{FlatRingMem, IncomingRing, OpenError, OutgoingRing, RingMem};
 /// signal to its peer. Most users wrap it in a [`Queue`](crate::Queue).
 #[derive(Debug)]
 pub struct RawChannel<M, S> {
-    /// The ring the peer writes and this end reads.
-    pub incoming: IncomingRing<M>,
-    /// The ring this end writes and the peer reads.
-    pub outgoing: OutgoingRing<M>,
-    /// The signal to and from the peer.
-    pub signal: Arc<S>,
+    pub(crate) incoming: IncomingRing<M>,
+    pub(crate) outgoing: OutgoingRing<M>,
+    pub(crate) signal: Arc<S>,
 }
 
 impl<M: RingMem, S: Signal> RawChannel<M, S> {
     /// A channel end over two rings' memory and a signal.
     pub fn new(incoming: M, outgoing: M, signal: S) -> Result<Self, OpenError> {
-        Ok(Self {
-            incoming: IncomingRing::new(incoming)?,
-            outgoing: OutgoingRing::new(outgoing)?,
-            signal: Arc::new(signal),
-        })
+        Ok(Self::from_parts(IncomingRing::new(incoming)?, OutgoingRing::new(outgoing)?, Arc::new(signal)))
+    }
+
+    /// A channel end from endpoints already open and a shared signal.
+    pub fn from_parts(incoming: IncomingRing<M>, outgoing: OutgoingRing<M>, signal: Arc<S>) -> Self {
+        Self { incoming, outgoing, signal }
+    }
+
+    /// The ring the peer writes and this end reads.
+    pub fn incoming(&self) -> &IncomingRing<M> {
+        &self.incoming
+    }
+
+    /// The ring the peer writes and this end reads, to read with.
+    pub fn incoming_mut(&mut self) -> &mut IncomingRing<M> {
+        &mut self.incoming
+    }
+
+    /// The ring this end writes and the peer reads.
+    pub fn outgoing(&self) -> &OutgoingRing<M> {
+        &self.outgoing
+    }
+
+    /// The ring this end writes and the peer reads, to write with.
+    pub fn outgoing_mut(&mut self) -> &mut OutgoingRing<M> {
+        &mut self.outgoing
+    }
+
+    /// The signal to and from the peer.
+    pub fn signal(&self) -> &Arc<S> {
+        &self.signal
+    }
+
+    /// The two endpoints and the signal, for code that drives them itself.
+    pub fn into_parts(self) -> (IncomingRing<M>, OutgoingRing<M>, Arc<S>) {
+        (self.incoming, self.outgoing, self.signal)
     }
 }
 
@@ -35,7 +63,7 @@ pub type InProcessChannel = RawChannel<FlatRingMem, InProcessSignal>;
 ///
 /// ```
 /// let (host, guest) = vmbus_channel::connected_pair(4096).unwrap();
-/// assert_eq!(host.outgoing.data_len(), 4096);
+/// assert_eq!(host.outgoing().data_len(), 4096);
 /// # drop(guest);
 /// ```
 pub fn connected_pair(data_len: usize) -> Result<(InProcessChannel, InProcessChannel), OpenError> {

@@ -132,8 +132,8 @@ impl SignalFds {
 /// // Normally `guest` goes to another process with `send` and `receive`.
 /// let host = MemfdChannel::from_fds(host, MappingLayout::Double)?;
 /// let guest = MemfdChannel::from_fds(guest, MappingLayout::Single)?;
-/// assert_eq!(host.outgoing.data_len(), 4 * 4096);
-/// assert!(matches!(*host.signal, ProcessSignal::Socket(_)));
+/// assert_eq!(host.outgoing().data_len(), 4 * 4096);
+/// assert!(matches!(**host.signal(), ProcessSignal::Socket(_)));
 /// # drop(guest);
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -178,7 +178,7 @@ impl ChannelFds {
     ///
     /// let (host, guest) = ChannelFds::pair_with_eventfds(4096)?;
     /// let host = MemfdChannel::from_fds(host, MappingLayout::Single)?;
-    /// assert!(matches!(*host.signal, ProcessSignal::EventFd(_)));
+    /// assert!(matches!(**host.signal(), ProcessSignal::EventFd(_)));
     /// # drop(guest);
     /// # Ok::<(), std::io::Error>(())
     /// ```
@@ -560,8 +560,8 @@ impl MemfdChannel {
     /// let (host, guest) = ChannelFds::pair(4096)?;
     /// let mut host = Queue::new(MemfdChannel::from_fds(host, MappingLayout::Double)?);
     /// let mut guest = Queue::new(MemfdChannel::from_fds(guest, MappingLayout::Double)?);
-    /// block_on(host.writer().write(&OutgoingPacket::in_band(3), &[b"across"]))?;
-    /// let packet = block_on(guest.reader().read())?;
+    /// block_on(host.writer_mut().write(&OutgoingPacket::in_band(3), &[b"across"]))?;
+    /// let packet = block_on(guest.reader_mut().read())?;
     /// assert_eq!(&packet.payload[..6], b"across");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```

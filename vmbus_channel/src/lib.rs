@@ -13,14 +13,14 @@
 //!
 //! block_on(async {
 //!     // The host sends a request; the queue assigns the transaction id.
-//!     let completion = host.writer().request(&OutgoingPacket::in_band(0), &[b"ping"]).await?;
+//!     let completion = host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"ping"]).await?;
 //!     // The guest answers it.
-//!     let request = guest.reader().read().await?;
+//!     let request = guest.reader_mut().read().await?;
 //!     assert!(request.header.completion_requested);
 //!     let id = request.header.transaction_id;
-//!     guest.writer().write(&OutgoingPacket::completion(id), &[b"pong"]).await?;
+//!     guest.writer_mut().write(&OutgoingPacket::completion(id), &[b"pong"]).await?;
 //!     // The host's reader routes the completion to the request.
-//!     assert_eq!(host.reader().try_read()?, None);
+//!     assert_eq!(host.reader_mut().try_read()?, None);
 //!     assert_eq!(&completion.await?[..4], b"pong");
 //!     Ok::<_, vmbus_channel::ChannelError>(())
 //! })?;
@@ -87,10 +87,10 @@
 //! let mut host = Queue::new(RawChannel::from_gpadl(&memory, &gpadl, 3, Side::Host, host_signal)?);
 //! let mut guest = Queue::new(RawChannel::from_gpadl(&memory, &gpadl, 3, Side::Guest, guest_signal)?);
 //!
-//! guest.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"hello host"])?;
-//! assert_eq!(&host.reader().read_blocking()?.payload[..10], b"hello host");
-//! host.writer().write_blocking(&OutgoingPacket::completion(1), &[b"hello guest"])?;
-//! assert_eq!(&guest.reader().read_blocking()?.payload[..11], b"hello guest");
+//! guest.writer_mut().write_blocking(&OutgoingPacket::in_band(1), &[b"hello host"])?;
+//! assert_eq!(&host.reader_mut().read_blocking()?.payload[..10], b"hello host");
+//! host.writer_mut().write_blocking(&OutgoingPacket::completion(1), &[b"hello guest"])?;
+//! assert_eq!(&guest.reader_mut().read_blocking()?.payload[..11], b"hello guest");
 //! # Ok(())
 //! # }
 //! # #[cfg(not(feature = "vm-memory"))]

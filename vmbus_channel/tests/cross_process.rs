@@ -70,7 +70,7 @@ impl Kind {
     }
 
     fn of_channel(channel: &MemfdChannel) -> Kind {
-        match *channel.signal {
+        match **channel.signal() {
             ProcessSignal::Socket(_) => Kind::Socket,
             ProcessSignal::EventFd(_) => Kind::EventFd,
         }
@@ -427,13 +427,13 @@ fn killed_peer_closes_the_channel(kind: Kind) {
     let (host, guest) = kind.pair();
     let mut peer = Peer::spawn("child_wait_forever", guest);
     let channel = MemfdChannel::from_fds(host, MappingLayout::Single).expect("open the host end");
-    let signal = channel.signal.clone();
+    let signal = channel.signal().clone();
     let mut queue = Queue::new(channel);
-    let ready = run(queue.reader().read()).expect("the child's ready packet");
+    let ready = run(queue.reader_mut().read()).expect("the child's ready packet");
     assert_eq!(&ready.payload[..5], b"ready");
 
     {
-        let mut read = pin!(queue.reader().read());
+        let mut read = pin!(queue.reader_mut().read());
         assert!(poll_once(read.as_mut()).is_pending(), "nothing to read yet");
         peer.child.kill().expect("kill the child");
         if kind == Kind::EventFd {
@@ -445,7 +445,7 @@ fn killed_peer_closes_the_channel(kind: Kind) {
     }
     let status = wait_child(&mut peer.child, TIMEOUT).expect("the killed child exits");
     assert!(!status.success());
-    assert_eq!(queue.writer().try_write(&OutgoingPacket::in_band(1), &[b"late"]), Err(ChannelError::Closed));
+    assert_eq!(queue.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"late"]), Err(ChannelError::Closed));
 }
 
 #[test]
@@ -463,10 +463,10 @@ fn killed_peer_closes_an_eventfd_signal_channel() {
 fn child_wait_forever() {
     if let Some(channel) = child_channel() {
         let mut queue = Queue::new(channel);
-        run(queue.writer().write(&OutgoingPacket::in_band(0), &[b"ready"])).expect("send ready");
+        run(queue.writer_mut().write(&OutgoingPacket::in_band(0), &[b"ready"])).expect("send ready");
         // Waits until the parent kills this process (or, should the parent
         // die, until the channel closes).
-        let outcome = run(queue.reader().read());
+        let outcome = run(queue.reader_mut().read());
         panic!("the child was meant to be killed, but its read returned {outcome:?}");
     }
 }
@@ -480,23 +480,23 @@ fn send_and_receive_fds_in_one_process() {
         let guest = ChannelFds::receive(&there).expect("receive");
         assert_eq!(Kind::of_fds(&guest.signal), kind, "the kind survives the trip");
         let host = MemfdChannel::from_fds(host, MappingLayout::Double).expect("host end");
-        let host_signal = host.signal.clone();
+        let host_signal = host.signal().clone();
         let mut host = Queue::new(host);
         let mut guest = Queue::new(MemfdChannel::from_fds(guest, MappingLayout::Single).expect("guest end"));
 
-        run(host.writer().write(&OutgoingPacket::in_band(1), &[b"to the guest"])).expect("host write");
-        let packet = run(guest.reader().read()).expect("guest read");
+        run(host.writer_mut().write(&OutgoingPacket::in_band(1), &[b"to the guest"])).expect("host write");
+        let packet = run(guest.reader_mut().read()).expect("guest read");
         assert_eq!(&packet.payload[..12], b"to the guest");
-        run(guest.writer().write(&OutgoingPacket::completion(1), &[b"to the host"])).expect("guest write");
-        let packet = run(host.reader().read()).expect("host read");
+        run(guest.writer_mut().write(&OutgoingPacket::completion(1), &[b"to the host"])).expect("guest write");
+        let packet = run(host.reader_mut().read()).expect("host read");
         assert_eq!((packet.header.kind, &packet.payload[..11]), (PacketKind::Completion, &b"to the host"[..]));
 
         drop(guest);
         if kind == Kind::EventFd {
-            assert_eq!(host.reader().try_read(), Ok(None), "an eventfd carries no close");
+            assert_eq!(host.reader_mut().try_read(), Ok(None), "an eventfd carries no close");
             tell_peer_closed(&host_signal);
         }
-        assert_eq!(run(host.reader().read()), Err(ChannelError::Closed), "{kind:?}");
+        assert_eq!(run(host.reader_mut().read()), Err(ChannelError::Closed), "{kind:?}");
     }
 }
 

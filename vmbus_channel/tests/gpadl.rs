@@ -134,7 +134,7 @@ fn fill_and_drain(from: &mut GpadlQueue, to: &mut GpadlQueue, next: &mut u64, wr
         assert!(sent.len() <= 1024, "the ring never filled");
         let packet = TestPacket::new(*next);
         let before = from.state().outgoing.write_index;
-        match from.writer().try_write(&packet.outgoing(), &[&packet.payload]) {
+        match from.writer_mut().try_write(&packet.outgoing(), &[&packet.payload]) {
             Ok(()) => {
                 if from.state().outgoing.write_index < before {
                     *wraps += 1;
@@ -148,10 +148,10 @@ fn fill_and_drain(from: &mut GpadlQueue, to: &mut GpadlQueue, next: &mut u64, wr
     }
     assert!(!sent.is_empty(), "an empty ring refused packet {next}");
     for packet in &sent {
-        let received = to.reader().try_read().unwrap().expect("a sent packet is missing");
+        let received = to.reader_mut().try_read().unwrap().expect("a sent packet is missing");
         packet.check(&received);
     }
-    assert_eq!(to.reader().try_read().unwrap(), None);
+    assert_eq!(to.reader_mut().try_read().unwrap(), None);
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn packets_live_in_the_listed_guest_pages() {
     // The host's packet lands at the start of the host-to-guest ring's first
     // data page, page SPLIT + 1 of the GPADL.
     let request = OutgoingPacket::in_band(0x1122_3344_5566_7788).with_completion_requested();
-    host.writer().try_write(&request, &[b"in guest memory"]).unwrap();
+    host.writer_mut().try_write(&request, &[b"in guest memory"]).unwrap();
     let control = gpa(GPADL[SPLIT]);
     assert_eq!(memory.read_obj::<u32>(control).unwrap(), 40, "write index");
     let mut bytes = [0u8; 40];
@@ -237,14 +237,14 @@ fn packets_live_in_the_listed_guest_pages() {
     assert_eq!(&bytes[16..32], b"in guest memory\0");
     assert_eq!(u64_at(&bytes, 32), 0, "footer: the packet started at offset 0");
     // The guest reads it, and its read index lands in the same control page.
-    let packet = guest.reader().try_read().unwrap().unwrap();
+    let packet = guest.reader_mut().try_read().unwrap().unwrap();
     assert_eq!(&packet.payload, b"in guest memory\0");
     assert_eq!(memory.read_obj::<u32>(control.unchecked_add(4)).unwrap(), 40, "read index");
 
     // A guest packet larger than a page runs from the guest-to-host ring's
     // first data page (GPADL page 1) on into its second (GPADL page 2).
     let payload: Vec<u8> = (0..6000).map(|i| (i % 251) as u8).collect();
-    guest.writer().try_write(&OutgoingPacket::completion(9), &[&payload]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::completion(9), &[&payload]).unwrap();
     let mut first = vec![0u8; PAGE];
     let mut second = vec![0u8; PAGE];
     memory.read_slice(&mut first, gpa(GPADL[1])).unwrap();
@@ -257,7 +257,7 @@ fn packets_live_in_the_listed_guest_pages() {
     assert_eq!(&second[..rest], &payload[PAGE - 16..]);
     assert_eq!(u64_at(&second, rest), 0, "footer");
     assert_eq!(memory.read_obj::<u32>(gpa(GPADL[0])).unwrap() as usize, 16 + 6000 + 8, "write index");
-    assert_eq!(host.reader().try_read().unwrap().unwrap().payload, payload);
+    assert_eq!(host.reader_mut().try_read().unwrap().unwrap().payload, payload);
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn host_reads_a_packet_the_guest_wrote_through_its_own_memory() {
     memory.write_slice(&packet, gpa(GPADL[1])).unwrap();
     memory.write_obj(packet.len() as u32, gpa(GPADL[0])).unwrap();
 
-    let received = host.reader().try_read().unwrap().unwrap();
+    let received = host.reader_mut().try_read().unwrap().unwrap();
     assert_eq!(received.header.kind, PacketKind::Completion);
     assert_eq!(received.header.transaction_id, 42);
     assert_eq!(received.payload, b"from cpu");
@@ -288,10 +288,10 @@ fn rings_keep_the_guest_memory_mapped() {
     let memory = guest_memory();
     let (mut host, mut guest) = open(&memory);
     drop(memory);
-    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"still mapped"]).unwrap();
-    assert_eq!(&guest.reader().try_read().unwrap().unwrap().payload[..12], b"still mapped");
-    guest.writer().try_write(&OutgoingPacket::completion(1), &[b"yes"]).unwrap();
-    assert_eq!(&host.reader().try_read().unwrap().unwrap().payload[..3], b"yes");
+    host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"still mapped"]).unwrap();
+    assert_eq!(&guest.reader_mut().try_read().unwrap().unwrap().payload[..12], b"still mapped");
+    guest.writer_mut().try_write(&OutgoingPacket::completion(1), &[b"yes"]).unwrap();
+    assert_eq!(&host.reader_mut().try_read().unwrap().unwrap().payload[..3], b"yes");
 }
 
 #[test]
@@ -517,15 +517,15 @@ fn the_pages_a_side_writes_are_marked_dirty_and_no_others() {
     let host = RawChannel::from_gpadl(&memory, &GPADL, SPLIT, Side::Host, host_signal).unwrap();
     let guest = RawChannel::from_gpadl(&memory, &GPADL, SPLIT, Side::Guest, guest_signal).unwrap();
     let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
-    guest.writer().try_write(&OutgoingPacket::in_band(1), &[b"request"]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"request"]).unwrap();
     assert!(dirty_pages(&memory).contains(&GPADL[1]), "the guest end marks what it writes too");
     // The region's own bitmap (through the mapping), not its slice view.
     memory.iter().for_each(|region| vm_memory::MmapRegion::bitmap(region).reset());
 
-    assert!(host.reader().try_read().unwrap().is_some());
+    assert!(host.reader_mut().try_read().unwrap().is_some());
     // 16 + 9000 + 8 bytes from the start of the data area: data pages 0 to
     // 2, the middle one touched by the payload copy alone.
-    host.writer().try_write(&OutgoingPacket::in_band(2), &[&[0x5a; 9000]]).unwrap();
+    host.writer_mut().try_write(&OutgoingPacket::in_band(2), &[&[0x5a; 9000]]).unwrap();
 
     let (guest_to_host, host_to_guest) = GPADL.split_at(SPLIT);
     let mut expected = vec![guest_to_host[0], host_to_guest[0], host_to_guest[1], host_to_guest[2], host_to_guest[3]];

@@ -232,8 +232,8 @@ fn raw_to_pipe() -> (Queue<FlatRingMem, vmbus_channel::InProcessSignal>, Pipe) {
 /// arrives.
 fn assert_rejected(packet: OutgoingPacket<'_>, payload: &[&[u8]], expected: &str) {
     let (mut raw, mut pipe) = raw_to_pipe();
-    raw.writer().try_write(&packet, payload).unwrap();
-    raw.writer().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 2), b"ok"]).unwrap();
+    raw.writer_mut().try_write(&packet, payload).unwrap();
+    raw.writer_mut().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 2), b"ok"]).unwrap();
     match pipe.try_recv() {
         Err(ChannelError::Pipe(message)) => {
             assert!(message.contains(expected), "{message:?} does not say {expected:?}")
@@ -274,9 +274,9 @@ fn malformed_frames_are_pipe_errors() {
 fn len_may_use_the_padding_but_no_more() {
     let (mut raw, mut pipe) = raw_to_pipe();
     // 5 data bytes padded to 8: `len` 8 is within the payload and reads padding zeros.
-    raw.writer().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 8), b"abcde"]).unwrap();
+    raw.writer_mut().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 8), b"abcde"]).unwrap();
     assert_eq!(pipe.try_recv().unwrap().unwrap(), b"abcde\0\0\0");
-    raw.writer().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 9), b"abcde"]).unwrap();
+    raw.writer_mut().try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 9), b"abcde"]).unwrap();
     assert!(matches!(pipe.try_recv(), Err(ChannelError::Pipe(_))));
 }
 
@@ -284,7 +284,7 @@ fn len_may_use_the_padding_but_no_more() {
 fn byte_pipe_reports_malformed_frames_as_invalid_data_and_goes_on() {
     let (raw, pipe) = connected_pair(4 * 4096).unwrap();
     let (mut raw, mut pipe) = (Queue::new(raw), BytePipe::new(pipe));
-    let writer = raw.writer();
+    let writer = raw.writer_mut();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 3), b"abc"]).unwrap();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(PARTIAL, 3), b"xyz"]).unwrap();
     writer.try_write(&OutgoingPacket::in_band(0), &[&header(DATA, 3), b"def"]).unwrap();

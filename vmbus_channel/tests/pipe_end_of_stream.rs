@@ -14,7 +14,8 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::thread;
 use vmbus_channel::{
-    block_on, connected_pair, BytePipe, ChannelError, InProcessChannel, InProcessSignal, MessagePipe, Queue, Signal,
+    block_on, connected_pair, BytePipe, ChannelError, InProcessChannel, InProcessSignal, MessagePipe, Queue,
+    RawChannel, Signal,
 };
 use vmbus_ring::wire::pipe::{DATA, END_OF_STREAM_SIZE};
 use vmbus_ring::{ControlPage, ControlWord, FlatRingMem, OutgoingPacket, OutgoingRing, PacketKind, RingState};
@@ -58,7 +59,7 @@ async fn write(pipe: &mut Bytes, buf: &[u8]) -> io::Result<usize> {
 fn drain_raw(raw: &mut RawQueue) -> Vec<(PacketKind, Vec<u8>)> {
     let mut packets = Vec::new();
     loop {
-        match raw.reader().try_read() {
+        match raw.reader_mut().try_read() {
             Ok(Some(packet)) => packets.push((packet.header.kind, packet.payload)),
             Ok(None) | Err(ChannelError::Closed) => return packets,
             Err(error) => panic!("{error}"),
@@ -175,7 +176,7 @@ fn a_channel_gone_without_an_end_of_stream_is_closed() {
     let (raw, guest) = connected_pair(4 * 4096).unwrap();
     let mut guest = MessagePipe::new(guest);
     let mut raw = Queue::new(raw);
-    raw.writer().try_write(&OutgoingPacket::in_band(0), &[&header(2), b"hi"]).unwrap();
+    raw.writer_mut().try_write(&OutgoingPacket::in_band(0), &[&header(2), b"hi"]).unwrap();
     drop(raw);
     assert_eq!(guest.try_recv().unwrap().unwrap(), b"hi");
     assert_eq!(guest.try_recv(), Err(ChannelError::Closed));
@@ -315,12 +316,13 @@ fn end_of_stream_waits_for_space_a_lying_peer_took() {
     // A peer can hand over a ring whose read index leaves less room than a
     // pipe keeps (here 8 bytes). The end of stream then waits for space, as
     // data would, and goes out once the peer frees it and signals.
-    let (mut host, guest) = connected_pair(4096).unwrap();
-    let host_ring: FlatRingMem = host.outgoing.memory().clone();
+    let (host, guest) = connected_pair(4096).unwrap();
+    let (incoming, outgoing, signal) = host.into_parts();
+    let host_ring: FlatRingMem = outgoing.memory().clone();
     host_ring.store(ControlWord::ReadIndex, 16, Ordering::Release);
-    host.outgoing = OutgoingRing::new(host_ring.clone()).unwrap();
+    let host = RawChannel::from_parts(incoming, OutgoingRing::new(host_ring.clone()).unwrap(), signal);
     assert!((RingState::read(&host_ring).bytes_free.unwrap() as usize) < END_OF_STREAM_SIZE);
-    let guest_signal = guest.signal.clone();
+    let guest_signal = guest.signal().clone();
     let mut host = MessagePipe::new(host);
     assert!(matches!(host.try_send(b"data"), Err(ChannelError::Full { .. })));
 
@@ -343,7 +345,7 @@ fn raw_peer_sends(payloads: &[&[&[u8]]]) -> InProcessChannel {
     let (raw, pipe) = connected_pair(4 * 4096).unwrap();
     let mut raw = Queue::new(raw);
     for payload in payloads {
-        raw.writer().try_write(&OutgoingPacket::in_band(0), payload).unwrap();
+        raw.writer_mut().try_write(&OutgoingPacket::in_band(0), payload).unwrap();
     }
     pipe
 }
@@ -355,7 +357,7 @@ fn nothing_after_the_peers_end_is_delivered() {
     // in the ring unread.
     let payloads: [&[&[u8]]; 5] = [&[&header(1), b"a"], &[&header(0)], &[&header(4), b"late"], &[&header(0)], &[]];
     let pipe = raw_peer_sends(&payloads);
-    let incoming = pipe.incoming.memory().clone();
+    let incoming = pipe.incoming().memory().clone();
     let mut messages = MessagePipe::new(pipe);
     assert_eq!(messages.try_recv().unwrap().unwrap(), b"a");
     for _ in 0..3 {

@@ -36,15 +36,15 @@ fn in_band_packets_arrive_intact_both_ways() {
         let bytes = payload(seq, len);
         // Host to guest, then guest to host, with and without the flag.
         let request = OutgoingPacket::in_band(seq).with_completion_requested();
-        host.writer().try_write(&request, &[bytes]).unwrap();
-        let packet = guest.reader().try_read().unwrap().expect("a packet was written");
+        host.writer_mut().try_write(&request, &[bytes]).unwrap();
+        let packet = guest.reader_mut().try_read().unwrap().expect("a packet was written");
         assert_eq!(packet.header.kind, PacketKind::InBand);
         assert_eq!(packet.header.transaction_id, seq);
         assert!(packet.header.completion_requested);
         assert_payload(&packet.payload, bytes);
 
-        guest.writer().try_write(&OutgoingPacket::in_band(!seq), &[bytes]).unwrap();
-        let packet = host.reader().try_read().unwrap().expect("a packet was written");
+        guest.writer_mut().try_write(&OutgoingPacket::in_band(!seq), &[bytes]).unwrap();
+        let packet = host.reader_mut().try_read().unwrap().expect("a packet was written");
         assert_eq!(packet.header.transaction_id, !seq);
         assert!(!packet.header.completion_requested);
         assert_payload(&packet.payload, bytes);
@@ -54,8 +54,8 @@ fn in_band_packets_arrive_intact_both_ways() {
 #[test]
 fn payload_gather_list_arrives_concatenated() {
     let (mut host, mut guest) = queues(PAGE);
-    block_on(host.writer().write(&OutgoingPacket::in_band(1), &[b"head", b"", b"er:", b"body-bytes"])).unwrap();
-    let packet = guest.reader().try_read().unwrap().unwrap();
+    block_on(host.writer_mut().write(&OutgoingPacket::in_band(1), &[b"head", b"", b"er:", b"body-bytes"])).unwrap();
+    let packet = guest.reader_mut().try_read().unwrap().unwrap();
     assert_payload(&packet.payload, b"header:body-bytes");
 }
 
@@ -65,14 +65,14 @@ fn completions_reach_the_reader_of_a_queue_without_transactions() {
     for (id, &len) in LENGTHS.iter().enumerate() {
         let id = 1000 + id as u64;
         let bytes = payload(id, len);
-        guest.writer().try_write(&OutgoingPacket::completion(id), &[bytes]).unwrap();
-        let packet = host.reader().try_read().unwrap().expect("a completion was written");
+        guest.writer_mut().try_write(&OutgoingPacket::completion(id), &[bytes]).unwrap();
+        let packet = host.reader_mut().try_read().unwrap().expect("a completion was written");
         assert_eq!(packet.header.kind, PacketKind::Completion);
         assert_eq!(packet.header.transaction_id, id);
         assert_payload(&packet.payload, bytes);
 
-        host.writer().try_write(&OutgoingPacket::completion(id), &[bytes]).unwrap();
-        let packet = guest.reader().try_read().unwrap().unwrap();
+        host.writer_mut().try_write(&OutgoingPacket::completion(id), &[bytes]).unwrap();
+        let packet = guest.reader_mut().try_read().unwrap().unwrap();
         assert_eq!((packet.header.kind, packet.header.transaction_id), (PacketKind::Completion, id));
         assert_payload(&packet.payload, bytes);
     }
@@ -87,8 +87,8 @@ fn round_trip(
     bytes: &[u8],
 ) -> Packet {
     let (from, to) = if forward { (host, guest) } else { (guest, host) };
-    from.writer().try_write(packet, &[bytes]).unwrap();
-    to.reader().try_read().unwrap().expect("a packet was written")
+    from.writer_mut().try_write(packet, &[bytes]).unwrap();
+    to.reader_mut().try_read().unwrap().expect("a packet was written")
 }
 
 #[test]
@@ -174,10 +174,10 @@ fn mixed_packet_types_in_one_batch_arrive_in_order() {
         (OutgoingPacket::transfer_pages(2, 4, false, &pages), &pieces[2]),
         (OutgoingPacket::gpa_direct(3, gpa.ranges()), &pieces[3]),
     ];
-    block_on(host.writer().write_batch(&packets)).unwrap();
+    block_on(host.writer_mut().write_batch(&packets)).unwrap();
     let mut kinds = Vec::new();
     for (id, body) in bodies.iter().enumerate() {
-        let packet = guest.reader().try_read().unwrap().expect("four packets were written");
+        let packet = guest.reader_mut().try_read().unwrap().expect("four packets were written");
         assert_eq!(packet.header.transaction_id, id as u64);
         assert_payload(&packet.payload, body);
         kinds.push(std::mem::discriminant(&packet.header.kind));
@@ -193,17 +193,17 @@ fn mixed_packet_types_in_one_batch_arrive_in_order() {
         PacketKind::GpaDirect(gpa.clone()),
     ];
     assert_eq!(kinds, expected.iter().map(std::mem::discriminant).collect::<Vec<_>>());
-    assert_eq!(guest.reader().try_read(), Ok(None));
+    assert_eq!(guest.reader_mut().try_read(), Ok(None));
 }
 
 #[test]
 fn try_read_returns_none_on_an_empty_ring() {
     let (mut host, mut guest) = queues(PAGE);
-    assert_eq!(guest.reader().try_read(), Ok(None), "fresh ring");
-    assert_eq!(guest.reader().try_read_batch(10, |_, _| panic!("nothing to handle")), Ok(0));
-    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"x"]).unwrap();
-    assert!(guest.reader().try_read().unwrap().is_some());
-    assert_eq!(guest.reader().try_read(), Ok(None), "drained ring");
+    assert_eq!(guest.reader_mut().try_read(), Ok(None), "fresh ring");
+    assert_eq!(guest.reader_mut().try_read_batch(10, |_, _| panic!("nothing to handle")), Ok(0));
+    host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"x"]).unwrap();
+    assert!(guest.reader_mut().try_read().unwrap().is_some());
+    assert_eq!(guest.reader_mut().try_read(), Ok(None), "drained ring");
     assert_eq!(guest.state().counters.read_waits, 0, "try_read never waits");
 }
 
@@ -213,7 +213,7 @@ fn try_write_reports_full_with_needed_and_free_then_succeeds_after_a_read() {
     let bytes = payload(0, 1000);
     let mut written = 0u64;
     let full = loop {
-        match host.writer().try_write(&OutgoingPacket::in_band(written), &[bytes]) {
+        match host.writer_mut().try_write(&OutgoingPacket::in_band(written), &[bytes]) {
             Ok(()) => written += 1,
             Err(error) => break error,
         }
@@ -226,23 +226,23 @@ fn try_write_reports_full_with_needed_and_free_then_succeeds_after_a_read() {
     assert!(free < needed);
     assert_eq!(host.state().outgoing.bytes_free, Some(free as u32));
     // The failed write left nothing behind; freeing one packet makes room.
-    let first = guest.reader().try_read().unwrap().unwrap();
+    let first = guest.reader_mut().try_read().unwrap().unwrap();
     assert_eq!(first.header.transaction_id, 0);
     assert_payload(&first.payload, bytes);
-    host.writer().try_write(&OutgoingPacket::in_band(3), &[bytes]).unwrap();
+    host.writer_mut().try_write(&OutgoingPacket::in_band(3), &[bytes]).unwrap();
     for seq in 1..=3 {
-        let packet = guest.reader().try_read().unwrap().unwrap();
+        let packet = guest.reader_mut().try_read().unwrap().unwrap();
         assert_eq!(packet.header.transaction_id, seq);
         assert_payload(&packet.payload, bytes);
     }
-    assert_eq!(guest.reader().try_read(), Ok(None));
+    assert_eq!(guest.reader_mut().try_read(), Ok(None));
 }
 
 #[test]
 fn packet_larger_than_the_ring_fails_instead_of_waiting() {
     let (mut host, _guest) = queues(PAGE);
     let huge = vec![0; PAGE];
-    let outcome = block_on(host.writer().write(&OutgoingPacket::in_band(1), &[&huge]));
+    let outcome = block_on(host.writer_mut().write(&OutgoingPacket::in_band(1), &[&huge]));
     assert!(
         matches!(outcome, Err(ChannelError::Write(WriteError::TooLarge { max: 4088, .. }))),
         "expected TooLarge, got {outcome:?}"
@@ -250,7 +250,7 @@ fn packet_larger_than_the_ring_fails_instead_of_waiting() {
     assert_eq!(host.state().counters.write_waits, 0);
     // The largest packet that fits does go through on an empty ring.
     let max_payload = 4088 - in_band_size(0);
-    block_on(host.writer().write(&OutgoingPacket::in_band(2), &[&huge[..max_payload]])).unwrap();
+    block_on(host.writer_mut().write(&OutgoingPacket::in_band(2), &[&huge[..max_payload]])).unwrap();
 }
 
 #[test]
@@ -272,8 +272,8 @@ fn unsupported_packet_types_are_skipped_and_counted() {
     let mut host = Queue::new(RawChannel::new(guest_to_host.clone(), host_to_guest.clone(), host_signal).unwrap());
     let mut guest = Queue::new(RawChannel::new(host_to_guest, guest_to_host, guest_signal).unwrap());
 
-    guest.writer().try_write(&OutgoingPacket::in_band(5), &[b"after"]).unwrap();
-    let packet = host.reader().try_read().unwrap().expect("the in-band packet after the unsupported one");
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(5), &[b"after"]).unwrap();
+    let packet = host.reader_mut().try_read().unwrap().expect("the in-band packet after the unsupported one");
     assert_eq!(packet.header.transaction_id, 5);
     assert_payload(&packet.payload, b"after");
     let counters = host.state().counters;
@@ -286,9 +286,9 @@ fn unsupported_packet_types_are_skipped_and_counted() {
 fn payload_in_the_ring_reads_at_offsets_and_rejects_overruns() {
     let (mut host, mut guest) = queues(PAGE);
     let bytes = payload(1, 21);
-    host.writer().try_write(&OutgoingPacket::in_band(1), &[bytes]).unwrap();
+    host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[bytes]).unwrap();
     let handled = guest
-        .reader()
+        .reader_mut()
         .try_read_batch(1, |_, payload| {
             assert_eq!(payload.len(), 24);
             assert!(!payload.is_empty());
@@ -313,15 +313,15 @@ fn payload_in_the_ring_reads_at_offsets_and_rejects_overruns() {
 #[test]
 fn read_batch_returns_at_most_max_and_frees_with_one_commit() {
     let (host, guest) = connected_pair(PAGE).unwrap();
-    let ring = guest.outgoing.memory().clone(); // the ring the host reads
+    let ring = guest.outgoing().memory().clone(); // the ring the host reads
     let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
     for seq in 0..10 {
-        guest.writer().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 40)]).unwrap();
+        guest.writer_mut().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 40)]).unwrap();
     }
     let mut next = 0;
     for expected in [4, 4, 2] {
         let read_index_before = RingState::read(&ring).read_index;
-        let handled = block_on(host.reader().read_batch(4, |header, body| {
+        let handled = block_on(host.reader_mut().read_batch(4, |header, body| {
             assert_eq!(header.transaction_id, next);
             assert_payload(&body.to_vec(), payload(next, 40));
             assert_eq!(RingState::read(&ring).read_index, read_index_before, "nothing is freed inside a batch");
@@ -332,7 +332,7 @@ fn read_batch_returns_at_most_max_and_frees_with_one_commit() {
         let after = RingState::read(&ring).read_index;
         assert_eq!(after as usize, read_index_before as usize + expected * in_band_size(40), "one commit per batch");
     }
-    assert_eq!(host.reader().try_read_batch(4, |_, _| panic!("ring is drained")), Ok(0));
+    assert_eq!(host.reader_mut().try_read_batch(4, |_, _| panic!("ring is drained")), Ok(0));
 }
 
 #[test]
@@ -354,9 +354,9 @@ fn read_batch_signals_a_waiting_writer_once_when_space_crosses_its_need() {
 
     let mut signals = 0;
     while let Some(free) = host.state().incoming.bytes_free {
-        let before = host.reader().counters().signals_sent;
-        let handled = host.reader().try_read_batch(2, |_, _| {}).unwrap();
-        let sent = host.reader().counters().signals_sent - before;
+        let before = host.reader_mut().counters().signals_sent;
+        let handled = host.reader_mut().try_read_batch(2, |_, _| {}).unwrap();
+        let sent = host.reader_mut().counters().signals_sent - before;
         assert!(sent <= 1, "a batch signals at most once, sent {sent}");
         signals += sent;
         let now_free = host.state().incoming.bytes_free.unwrap() as usize;
@@ -373,7 +373,7 @@ fn read_batch_signals_a_waiting_writer_once_when_space_crosses_its_need() {
     assert_eq!(host.state().incoming.pending_send_size, 0, "cleared once the write went through");
     let counters = guest_reader.counters();
     assert_eq!((counters.ring_full, counters.write_waits), (1, 1));
-    let packet = host.reader().try_read().unwrap().unwrap();
+    let packet = host.reader_mut().try_read().unwrap().unwrap();
     assert_eq!(packet.header.transaction_id, seq);
     assert_payload(&packet.payload, big);
 }
@@ -386,19 +386,19 @@ fn write_batch_into_an_empty_ring_signals_once_and_arrives_in_order() {
     let packets: Vec<PacketWithPayload<'_>> =
         pieces.iter().enumerate().map(|(seq, piece)| (OutgoingPacket::in_band(seq as u64), &piece[..])).collect();
 
-    block_on(host.writer().write_batch(&packets)).unwrap();
+    block_on(host.writer_mut().write_batch(&packets)).unwrap();
     assert_eq!(host.state().counters.signals_sent, 1, "one signal for the whole batch");
     assert_eq!(host.state().counters.packets_sent, 40);
     assert_eq!(guest.state().counters.signals_received, 1);
 
     // A second batch into the still non-empty ring needs no signal.
-    block_on(host.writer().write_batch(&packets[..5])).unwrap();
+    block_on(host.writer_mut().write_batch(&packets[..5])).unwrap();
     assert_eq!(host.state().counters.signals_sent, 1, "the reader has unread packets: no signal");
 
     for seq in (0..40).chain(0..5) {
-        assert_in_band(&guest.reader().try_read().unwrap().expect("45 packets were written"), seq, seq as usize);
+        assert_in_band(&guest.reader_mut().try_read().unwrap().expect("45 packets were written"), seq, seq as usize);
     }
-    assert_eq!(guest.reader().try_read(), Ok(None));
+    assert_eq!(guest.reader_mut().try_read(), Ok(None));
 }
 
 #[test]
@@ -540,7 +540,7 @@ fn slow_reader_makes_the_writer_wait_for_signals_instead_of_spinning() {
                 .enumerate()
                 .map(|(i, piece)| (OutgoingPacket::in_band((seq + i) as u64), &piece[..]))
                 .collect();
-            block_on(host.writer().write_batch(&packets)).unwrap();
+            block_on(host.writer_mut().write_batch(&packets)).unwrap();
             seq = end;
         }
         host // kept open until the reader is done
@@ -550,7 +550,7 @@ fn slow_reader_makes_the_writer_wait_for_signals_instead_of_spinning() {
         let mut next = 0;
         let mut digest = 0u64;
         while next < COUNT {
-            let handled = block_on(guest.reader().read_batch(3, |header, body| {
+            let handled = block_on(guest.reader_mut().read_batch(3, |header, body| {
                 let bytes = body.to_vec();
                 assert_eq!(header.transaction_id, next as u64, "out of order");
                 assert_payload(&bytes, payload(next as u64, lengths[next]));
@@ -564,7 +564,7 @@ fn slow_reader_makes_the_writer_wait_for_signals_instead_of_spinning() {
             .unwrap();
             assert!((1..=3).contains(&handled));
         }
-        assert_eq!(guest.reader().try_read(), Ok(None));
+        assert_eq!(guest.reader_mut().try_read(), Ok(None));
         (guest, std::hint::black_box(digest))
     });
     let (guest, _) = reader_thread.join_by(deadline);
@@ -603,41 +603,41 @@ fn slow_reader_makes_the_writer_wait_for_signals_instead_of_spinning() {
 fn packets_sent_before_close_are_delivered_then_reads_fail_closed() {
     let (mut host, mut guest) = queues(PAGE);
     for seq in 0..5 {
-        guest.writer().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 100)]).unwrap();
+        guest.writer_mut().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 100)]).unwrap();
     }
     drop(guest);
     for seq in 0..5 {
-        assert_in_band(&host.reader().read_blocking().unwrap(), seq, 100);
+        assert_in_band(&host.reader_mut().read_blocking().unwrap(), seq, 100);
     }
-    assert_eq!(host.reader().read_blocking(), Err(ChannelError::Closed));
-    assert_eq!(host.reader().read_blocking(), Err(ChannelError::Closed), "and stays closed");
-    assert_eq!(block_on(host.reader().read_batch(8, |_, _| {})), Err(ChannelError::Closed));
+    assert_eq!(host.reader_mut().read_blocking(), Err(ChannelError::Closed));
+    assert_eq!(host.reader_mut().read_blocking(), Err(ChannelError::Closed), "and stays closed");
+    assert_eq!(block_on(host.reader_mut().read_batch(8, |_, _| {})), Err(ChannelError::Closed));
 }
 
 #[test]
 fn non_waiting_reads_deliver_what_was_sent_then_fail_closed() {
     let (mut host, mut guest) = queues(PAGE);
-    assert_eq!(host.reader().try_read(), Ok(None), "open and empty");
+    assert_eq!(host.reader_mut().try_read(), Ok(None), "open and empty");
     for seq in 0..3 {
-        guest.writer().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 40)]).unwrap();
+        guest.writer_mut().try_write(&OutgoingPacket::in_band(seq), &[payload(seq, 40)]).unwrap();
     }
     drop(guest);
-    assert_in_band(&host.reader().try_read().unwrap().expect("sent before the close"), 0, 40);
+    assert_in_band(&host.reader_mut().try_read().unwrap().expect("sent before the close"), 0, 40);
     let mut seen = Vec::new();
-    let read = host.reader().try_read_batch(8, |packet, _| seen.push(packet.transaction_id));
+    let read = host.reader_mut().try_read_batch(8, |packet, _| seen.push(packet.transaction_id));
     assert_eq!((read, seen), (Ok(2), vec![1, 2]), "the rest, in one batch");
-    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
-    assert_eq!(host.reader().try_read_batch(8, |_, _| {}), Err(ChannelError::Closed), "and stays closed");
+    assert_eq!(host.reader_mut().try_read(), Err(ChannelError::Closed));
+    assert_eq!(host.reader_mut().try_read_batch(8, |_, _| {}), Err(ChannelError::Closed), "and stays closed");
 }
 
 #[test]
 fn a_read_of_no_packets_does_not_report_a_close_before_the_ring_is_drained() {
     let (mut host, mut guest) = queues(PAGE);
-    guest.writer().try_write(&OutgoingPacket::in_band(7), &[payload(7, 16)]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(7), &[payload(7, 16)]).unwrap();
     drop(guest);
-    assert_eq!(host.reader().try_read_batch(0, |_, _| {}), Ok(0), "asked for nothing");
-    assert_in_band(&host.reader().try_read().unwrap().expect("sent before the close"), 7, 16);
-    assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
+    assert_eq!(host.reader_mut().try_read_batch(0, |_, _| {}), Ok(0), "asked for nothing");
+    assert_in_band(&host.reader_mut().try_read().unwrap().expect("sent before the close"), 7, 16);
+    assert_eq!(host.reader_mut().try_read(), Err(ChannelError::Closed));
 }
 
 #[test]
@@ -665,7 +665,7 @@ fn dropping_the_peer_queue_wakes_a_reader_blocked_in_another_thread() {
 fn dropping_a_peer_raw_channel_wakes_a_blocked_reader() {
     let (host, guest) = connected_pair(PAGE).unwrap();
     let mut host = Queue::new(host);
-    let blocked = spawn("blocked reader", move || host.reader().read_blocking());
+    let blocked = spawn("blocked reader", move || host.reader_mut().read_blocking());
     drop(guest); // never wrapped in a queue
     assert_eq!(blocked.join(), Err(ChannelError::Closed));
 }
@@ -675,9 +675,9 @@ fn writes_fail_with_closed_once_the_peer_is_gone() {
     let (mut host, guest) = queues(PAGE);
     drop(guest);
     let packet = OutgoingPacket::in_band(1);
-    assert_eq!(host.writer().try_write(&packet, &[b"x"]), Err(ChannelError::Closed));
-    assert_eq!(host.writer().write_blocking(&packet, &[b"x"]), Err(ChannelError::Closed));
-    assert_eq!(block_on(host.writer().write_batch(&[(packet, &[b"x"])])), Err(ChannelError::Closed));
+    assert_eq!(host.writer_mut().try_write(&packet, &[b"x"]), Err(ChannelError::Closed));
+    assert_eq!(host.writer_mut().write_blocking(&packet, &[b"x"]), Err(ChannelError::Closed));
+    assert_eq!(block_on(host.writer_mut().write_batch(&[(packet, &[b"x"])])), Err(ChannelError::Closed));
     assert_eq!(host.state().counters.packets_sent, 0);
 }
 
@@ -710,12 +710,12 @@ fn reader_never_sleeps_on_a_packet_the_peer_wrote_at_any_step() {
         let peer = guest.clone();
         hook.arm(step, move || {
             let mut guest = peer.lock();
-            if guest.outgoing.write(&OutgoingPacket::in_band(7), &[b"racing"]).unwrap() {
-                vmbus_channel::Signal::signal_peer(&*guest.signal);
+            if guest.outgoing_mut().write(&OutgoingPacket::in_band(7), &[b"racing"]).unwrap() {
+                vmbus_channel::Signal::signal_peer(&**guest.signal());
             }
         });
         let (waker, woken) = counting_waker();
-        let mut read = Box::pin(host.reader().read());
+        let mut read = Box::pin(host.reader_mut().read());
         let mut seen_wakes = 0;
         let outcome = loop {
             match poll_once(&mut read, &waker) {
@@ -746,20 +746,20 @@ fn writer_never_sleeps_on_space_the_reader_freed_at_any_step() {
         let (host, guest, hook) = hooked_pair(PAGE);
         let mut host = Queue::new(host);
         let fill = payload(0, 1000);
-        while host.writer().try_write(&OutgoingPacket::in_band(0), &[fill]).is_ok() {}
+        while host.writer_mut().try_write(&OutgoingPacket::in_band(0), &[fill]).is_ok() {}
         let guest = Arc::new(parking_lot::Mutex::new(guest));
         let peer = guest.clone();
         hook.arm(step, move || {
             let mut guest = peer.lock();
-            let mut batch = guest.incoming.read_batch();
+            let mut batch = guest.incoming_mut().read_batch();
             while let Ok(Some(_)) = batch.next() {}
             if batch.commit() {
-                vmbus_channel::Signal::signal_peer(&*guest.signal);
+                vmbus_channel::Signal::signal_peer(&**guest.signal());
             }
         });
         let (waker, woken) = counting_waker();
         let (packet, body) = (OutgoingPacket::in_band(1), [fill]);
-        let mut write = Box::pin(host.writer().write(&packet, &body));
+        let mut write = Box::pin(host.writer_mut().write(&packet, &body));
         let mut seen_wakes = 0;
         let outcome = loop {
             match poll_once(&mut write, &waker) {
@@ -792,13 +792,13 @@ fn packet_committed_just_before_close_is_delivered_before_closed() {
         let peer = guest.clone();
         hook.arm(step, move || {
             let mut guest = peer.lock().take().unwrap();
-            if guest.outgoing.write(&OutgoingPacket::in_band(7), &[b"last"]).unwrap() {
-                vmbus_channel::Signal::signal_peer(&*guest.signal);
+            if guest.outgoing_mut().write(&OutgoingPacket::in_band(7), &[b"last"]).unwrap() {
+                vmbus_channel::Signal::signal_peer(&**guest.signal());
             }
             drop(guest); // closes the channel
         });
         let (waker, woken) = counting_waker();
-        let mut read = Box::pin(host.reader().read());
+        let mut read = Box::pin(host.reader_mut().read());
         let mut seen_wakes = 0;
         let outcome = loop {
             match poll_once(&mut read, &waker) {
@@ -834,12 +834,13 @@ fn state_reports_counters_and_ring_states_consistently() {
     while from_host < host_lengths.len() || from_guest < guest_lengths.len() {
         for _ in 0..3 {
             if let Some(&len) = host_lengths.get(from_host) {
-                if host.writer().try_write(&OutgoingPacket::in_band(from_host as u64), &[payload(0, len)]).is_ok() {
+                if host.writer_mut().try_write(&OutgoingPacket::in_band(from_host as u64), &[payload(0, len)]).is_ok() {
                     from_host += 1;
                 }
             }
             if let Some(&len) = guest_lengths.get(from_guest) {
-                if guest.writer().try_write(&OutgoingPacket::in_band(from_guest as u64), &[payload(1, len)]).is_ok() {
+                if guest.writer_mut().try_write(&OutgoingPacket::in_band(from_guest as u64), &[payload(1, len)]).is_ok()
+                {
                     from_guest += 1;
                 }
             }
@@ -848,11 +849,11 @@ fn state_reports_counters_and_ring_states_consistently() {
         // snapshots read the same control page.
         assert_eq!(host.state().outgoing, guest.state().incoming);
         assert_eq!(guest.state().outgoing, host.state().incoming);
-        guest.reader().try_read_batch(4, |_, _| {}).unwrap();
-        host.reader().try_read_batch(2, |_, _| {}).unwrap();
+        guest.reader_mut().try_read_batch(4, |_, _| {}).unwrap();
+        host.reader_mut().try_read_batch(2, |_, _| {}).unwrap();
     }
-    while guest.reader().try_read_batch(64, |_, _| {}).unwrap() > 0 {}
-    while host.reader().try_read_batch(64, |_, _| {}).unwrap() > 0 {}
+    while guest.reader_mut().try_read_batch(64, |_, _| {}).unwrap() > 0 {}
+    while host.reader_mut().try_read_batch(64, |_, _| {}).unwrap() > 0 {}
 
     let (h, g) = (host.state(), guest.state());
     assert_eq!(h.counters.packets_sent, 200);
@@ -883,7 +884,7 @@ fn state_reports_counters_and_ring_states_consistently() {
 #[test]
 fn a_read_batch_of_zero_packets_returns_at_once_even_with_packets_waiting() {
     let (mut host, mut guest) = queues(PAGE);
-    host.writer().try_write(&OutgoingPacket::in_band(1), &[b"waiting"]).unwrap();
-    assert_eq!(block_on(guest.reader().read_batch(0, |_, _| panic!("max is 0"))), Ok(0));
-    assert_eq!(guest.reader().try_read().unwrap().map(|packet| packet.header.transaction_id), Some(1));
+    host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"waiting"]).unwrap();
+    assert_eq!(block_on(guest.reader_mut().read_batch(0, |_, _| panic!("max is 0"))), Ok(0));
+    assert_eq!(guest.reader_mut().try_read().unwrap().map(|packet| packet.header.transaction_id), Some(1));
 }

@@ -147,21 +147,21 @@ mod tokio_reactor {
                 let mut ids = Vec::new();
                 {
                     // The first read waits for certain: nothing is sent until it did.
-                    let mut read = std::pin::pin!(guest.reader().read());
+                    let mut read = std::pin::pin!(guest.reader_mut().read());
                     let (waker, _) = counting_waker();
                     assert!(common::poll_once(&mut read, &waker).is_pending());
                     waiting_tx.send(()).unwrap();
                     ids.push(block_on_until(read, deadline).expect("stuck").unwrap().header.transaction_id);
                 }
                 for _ in 1..100 {
-                    let packet = block_on_until(guest.reader().read(), deadline).expect("stuck").unwrap();
+                    let packet = block_on_until(guest.reader_mut().read(), deadline).expect("stuck").unwrap();
                     ids.push(packet.header.transaction_id);
                 }
                 ids
             });
             waiting.recv_timeout(DEADLINE).expect("the reader waits");
             for id in 0..100 {
-                host.writer().write_blocking(&OutgoingPacket::in_band(id), &[b"from outside"]).unwrap();
+                host.writer_mut().write_blocking(&OutgoingPacket::in_band(id), &[b"from outside"]).unwrap();
             }
             let ids = reader.join();
             assert_eq!(ids, (0..100).collect::<Vec<_>>(), "{kind:?}");
@@ -185,7 +185,7 @@ mod tokio_reactor {
         let _host = MemfdChannel::from_fds_with_reactor(host, MappingLayout::Single, reactor.clone()).unwrap();
         let mut guest = Queue::new(MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, reactor).unwrap());
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(async { tokio::time::timeout(DEADLINE, guest.reader().read()).await })
+            runtime.block_on(async { tokio::time::timeout(DEADLINE, guest.reader_mut().read()).await })
         }));
         match read {
             Ok(Ok(Err(ChannelError::Signal { .. }))) => {}
@@ -209,31 +209,31 @@ mod tokio_reactor {
             // One async wait while the runtime lives registers the fd.
             let (mut host, mut guest) = runtime.block_on(async move {
                 let reader = tokio::spawn(async move {
-                    let packet = guest.reader().read().await;
+                    let packet = guest.reader_mut().read().await;
                     (guest, packet)
                 });
                 // The reader runs first and waits: its fd is registered.
                 tokio::task::yield_now().await;
-                host.writer().write(&OutgoingPacket::in_band(1), &[b"first"]).await.unwrap();
+                host.writer_mut().write(&OutgoingPacket::in_band(1), &[b"first"]).await.unwrap();
                 let (mut guest, packet) = tokio::time::timeout(DEADLINE, reader).await.expect("stuck").unwrap();
                 assert_eq!(packet.unwrap().header.transaction_id, 1);
-                assert!(guest.reader().counters().read_waits >= 1, "the read did not wait");
+                assert!(guest.reader_mut().counters().read_waits >= 1, "the read did not wait");
                 (host, guest)
             });
             drop(runtime);
 
             // Blocking use needs no reactor.
-            host.writer().write_blocking(&OutgoingPacket::in_band(2), &[b"second"]).unwrap();
-            assert_eq!(guest.reader().read_blocking().unwrap().header.transaction_id, 2);
+            host.writer_mut().write_blocking(&OutgoingPacket::in_band(2), &[b"second"]).unwrap();
+            assert_eq!(guest.reader_mut().read_blocking().unwrap().header.transaction_id, 2);
             // An async wait now is an error or a close, within the deadline.
             let deadline = Instant::now() + DEADLINE;
-            match block_on_until(guest.reader().read(), deadline) {
+            match block_on_until(guest.reader_mut().read(), deadline) {
                 Some(Err(ChannelError::Signal { .. })) => {}
                 other => panic!("{kind:?}: an async wait on a dead runtime's reactor gave {other:?}"),
             }
             // And blocking use still works afterwards.
-            host.writer().write_blocking(&OutgoingPacket::in_band(3), &[b"third"]).unwrap();
-            assert_eq!(guest.reader().read_blocking().unwrap().header.transaction_id, 3);
+            host.writer_mut().write_blocking(&OutgoingPacket::in_band(3), &[b"third"]).unwrap();
+            assert_eq!(guest.reader_mut().read_blocking().unwrap().header.transaction_id, 3);
         }
     }
 
@@ -423,7 +423,7 @@ fn mixed_waiters(kind: SignalKind, blocking_reader: bool) {
     let (host, guest) = workload::fds(kind, PAGE);
     let host = MemfdChannel::from_fds_with_reactor(host, MappingLayout::Single, driver.clone()).unwrap();
     let guest = MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Double, driver.clone()).unwrap();
-    let (host_signal, guest_signal) = (host.signal.clone(), guest.signal.clone());
+    let (host_signal, guest_signal) = (host.signal().clone(), guest.signal().clone());
     let (mut reader, mut writer) = Queue::new(host).split();
     let lengths = Arc::new(common::sizes(7, COUNT as usize, 1_000));
     let deadline = Instant::now() + DEADLINE;
@@ -434,10 +434,10 @@ fn mixed_waiters(kind: SignalKind, blocking_reader: bool) {
         spawn("guest echo", move || {
             let mut echoed = 0u64;
             loop {
-                match guest.reader().read_blocking() {
+                match guest.reader_mut().read_blocking() {
                     Ok(packet) => {
                         let id = packet.header.transaction_id;
-                        guest.writer().write_blocking(&OutgoingPacket::completion(id), &[&packet.payload]).unwrap();
+                        guest.writer_mut().write_blocking(&OutgoingPacket::completion(id), &[&packet.payload]).unwrap();
                         echoed += 1;
                     }
                     Err(ChannelError::Closed) => break,
@@ -1029,21 +1029,22 @@ fn a_peer_closing_its_end_ends_every_kind_of_wait() {
         let (host, guest) = workload::fds(kind, PAGE);
         let host = MemfdChannel::from_fds_with_reactor(host, MappingLayout::Single, driver.clone()).unwrap();
         let guest = MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, driver.clone()).unwrap();
-        let (host_signal, guest_signal) = (host.signal.clone(), guest.signal.clone());
+        let (host_signal, guest_signal) = (host.signal().clone(), guest.signal().clone());
         let (mut host, guest) = (Queue::new(host), Queue::new(guest));
         let reader = spawn("blocked reader", move || {
             let mut guest = guest;
-            let result = guest.reader().read_blocking().map(|packet| packet.header.transaction_id);
+            let result = guest.reader_mut().read_blocking().map(|packet| packet.header.transaction_id);
             (guest, result)
         });
         // Fill the guest's incoming ring so that a write must wait.
-        host.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"one"]).unwrap();
+        host.writer_mut().write_blocking(&OutgoingPacket::in_band(1), &[b"one"]).unwrap();
         let (guest, first) = reader.join();
         assert_eq!(first, Ok(1));
         let writer = spawn("writer waiting for space", move || {
             let mut guest = guest;
             let big = vec![0u8; 1_000];
-            let result = (0..100).try_for_each(|n| guest.writer().write_blocking(&OutgoingPacket::in_band(n), &[&big]));
+            let result =
+                (0..100).try_for_each(|n| guest.writer_mut().write_blocking(&OutgoingPacket::in_band(n), &[&big]));
             (guest, result)
         });
         // The host never reads; it goes away.
@@ -1051,8 +1052,12 @@ fn a_peer_closing_its_end_ends_every_kind_of_wait() {
         drop((host, host_signal));
         let (mut guest, written) = writer.join();
         assert_eq!(written, Err(ChannelError::Closed), "{kind:?}: a writer waiting for space");
-        assert_eq!(guest.reader().read_blocking().map(|_| ()), Err(ChannelError::Closed), "{kind:?}: blocking read");
-        let read = block_on_until(guest.reader().read(), Instant::now() + DEADLINE);
+        assert_eq!(
+            guest.reader_mut().read_blocking().map(|_| ()),
+            Err(ChannelError::Closed),
+            "{kind:?}: blocking read"
+        );
+        let read = block_on_until(guest.reader_mut().read(), Instant::now() + DEADLINE);
         assert_eq!(read.map(|read| read.map(|_| ())), Some(Err(ChannelError::Closed)), "{kind:?}: async read");
         drop((guest, guest_signal, b));
         assert_eq!(driver.watched(), 0, "{kind:?}: every signal is gone");
@@ -1077,7 +1082,7 @@ fn a_reactor_refusing_the_fd_fails_async_waits() {
         let mut guest =
             Queue::new(MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, Refusing).unwrap());
         for _ in 0..2 {
-            let read = block_on_until(guest.reader().read(), Instant::now() + DEADLINE).expect("not a hang");
+            let read = block_on_until(guest.reader_mut().read(), Instant::now() + DEADLINE).expect("not a hang");
             match read {
                 Err(ChannelError::Signal { kind: io::ErrorKind::PermissionDenied, message }) => {
                     assert!(message.contains("watching no fds"), "{message}")
@@ -1085,8 +1090,8 @@ fn a_reactor_refusing_the_fd_fails_async_waits() {
                 other => panic!("{kind:?}: {other:?}"),
             }
         }
-        host.writer().write_blocking(&OutgoingPacket::in_band(9), &[b"still"]).unwrap();
-        assert_eq!(guest.reader().read_blocking().unwrap().header.transaction_id, 9);
+        host.writer_mut().write_blocking(&OutgoingPacket::in_band(9), &[b"still"]).unwrap();
+        assert_eq!(guest.reader_mut().read_blocking().unwrap().header.transaction_id, 9);
     }
 }
 
@@ -1261,7 +1266,7 @@ mod interrupt {
                 .name("interrupted reader".into())
                 .spawn(move || {
                     report.send(Err(current_tid())).unwrap();
-                    let read = guest.reader().read_blocking().map(|packet| packet.header.transaction_id);
+                    let read = guest.reader_mut().read_blocking().map(|packet| packet.header.transaction_id);
                     report.send(Ok(read)).unwrap();
                 })
                 .unwrap();
@@ -1274,7 +1279,7 @@ mod interrupt {
             }
             wait_blocked_in(tid, POLL_SYSCALLS);
             assert!(reports.try_recv().is_err(), "{kind:?}: an interrupted read returned");
-            host.writer().write_blocking(&OutgoingPacket::in_band(77), &[b"after the interrupts"]).unwrap();
+            host.writer_mut().write_blocking(&OutgoingPacket::in_band(77), &[b"after the interrupts"]).unwrap();
             assert_eq!(reports.recv_timeout(DEADLINE).expect("the reader is stuck"), Ok(Ok(77)), "{kind:?}");
             reader.join().unwrap();
         }

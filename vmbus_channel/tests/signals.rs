@@ -220,7 +220,7 @@ mod eventfd {
         let (host_signal, guest_signal) = pair();
         let host = RawChannel::new(guest_to_host.clone(), host_to_guest.clone(), host_signal).unwrap();
         let guest = RawChannel::new(host_to_guest, guest_to_host, guest_signal).unwrap();
-        let guest_signal = guest.signal.clone();
+        let guest_signal = guest.signal().clone();
         (Queue::new(host), Queue::new(guest), guest_signal)
     }
 
@@ -301,8 +301,8 @@ mod eventfd {
         for (forward, packet) in [true, false].into_iter().flat_map(|dir| packets.iter().map(move |p| (dir, p))) {
             let body = payload(packet.transaction_id, 10 * packet.transaction_id as usize + 3);
             let (from, to) = if forward { (&mut host, &mut guest) } else { (&mut guest, &mut host) };
-            from.writer().write_blocking(packet, &[body]).unwrap();
-            let received = to.reader().read_blocking().unwrap();
+            from.writer_mut().write_blocking(packet, &[body]).unwrap();
+            let received = to.reader_mut().read_blocking().unwrap();
             assert_eq!(received.header.transaction_id, packet.transaction_id);
             assert_eq!(received.header.completion_requested, packet.completion_requested);
             match (&received.header.kind, packet.transaction_id) {
@@ -332,10 +332,10 @@ mod eventfd {
             let mut guest = guest;
             let mut echoed = 0;
             loop {
-                match guest.reader().read_blocking() {
+                match guest.reader_mut().read_blocking() {
                     Ok(packet) => {
                         let id = packet.header.transaction_id;
-                        guest.writer().write_blocking(&OutgoingPacket::completion(id), &[&packet.payload]).unwrap();
+                        guest.writer_mut().write_blocking(&OutgoingPacket::completion(id), &[&packet.payload]).unwrap();
                         echoed += 1;
                     }
                     Err(ChannelError::Closed) => break echoed,

@@ -282,7 +282,7 @@ mod linux {
             let guest = MemfdChannel::from_fds(guest, MappingLayout::Single).unwrap();
             assert_no_new_thread(base, 0, "after opening memfd channels");
             let name = if kind == SignalKind::Socket { "memfd, socket" } else { "memfd, eventfd" };
-            let guest_signal = guest.signal.clone();
+            let guest_signal = guest.signal().clone();
             // An eventfd carries no close: the test tells the guest, as a VMM would.
             let tell_guest = move || {
                 if let ProcessSignal::EventFd(signal) = &*guest_signal {
@@ -345,13 +345,13 @@ mod linux {
             let mut guest = guest;
             gate.recv_timeout(DEADLINE).expect("the gate opens");
             for n in 0..FILL {
-                let packet = guest.reader().read_blocking().unwrap();
+                let packet = guest.reader_mut().read_blocking().unwrap();
                 assert_eq!(packet.header.transaction_id, n);
             }
             let mut echoed = 0;
             loop {
                 let mut got = Vec::new();
-                let read = guest.reader().read_batch_blocking(4, deadline, |header, payload| {
+                let read = guest.reader_mut().read_batch_blocking(4, deadline, |header, payload| {
                     got.push((header.transaction_id, payload.to_vec()));
                 });
                 match read {
@@ -360,29 +360,29 @@ mod linux {
                     Err(error) => panic!("echo: {error}"),
                 }
                 for (id, payload) in got {
-                    guest.writer().write_blocking(&OutgoingPacket::completion(id), &[&payload]).unwrap();
+                    guest.writer_mut().write_blocking(&OutgoingPacket::completion(id), &[&payload]).unwrap();
                     echoed += 1;
                 }
             }
         });
         let big = vec![0x5a; 1_000];
         let mut n = 0;
-        while host.writer().try_write(&OutgoingPacket::in_band(n), &[&big]).is_ok() {
+        while host.writer_mut().try_write(&OutgoingPacket::in_band(n), &[&big]).is_ok() {
             n += 1;
         }
         // The ring is full and the guest held back: both blocking calls
         // wait, polling the signal in this thread, until their deadline.
         let soon = || Some(Instant::now() + Duration::from_millis(20));
         let packet = [(OutgoingPacket::in_band(n), &[&big[..]][..])];
-        assert_eq!(host.writer().write_batch_blocking(&packet, soon()), Err(ChannelError::TimedOut), "{name}");
-        assert_eq!(host.reader().read_batch_blocking(4, soon(), |_, _| {}), Err(ChannelError::TimedOut), "{name}");
+        assert_eq!(host.writer_mut().write_batch_blocking(&packet, soon()), Err(ChannelError::TimedOut), "{name}");
+        assert_eq!(host.reader_mut().read_batch_blocking(4, soon(), |_, _| {}), Err(ChannelError::TimedOut), "{name}");
         let counters = host.state().counters;
         assert!(counters.write_waits > 0 && counters.read_waits > 0, "{name}: {counters:?}");
         assert_no_new_thread(base, 1, name);
         open_gate.send(()).unwrap();
         while n < FILL {
             let packet = [(OutgoingPacket::in_band(n), &[&big[..]][..])];
-            host.writer().write_batch_blocking(&packet, deadline).unwrap();
+            host.writer_mut().write_batch_blocking(&packet, deadline).unwrap();
             n += 1;
         }
         assert_no_new_thread(base, 1, name);
@@ -391,10 +391,12 @@ mod linux {
         for batch in 0..BATCHES {
             let ids: Vec<u64> = (0..4).map(|n| 1_000 + 4 * batch + n).collect();
             let packets: Vec<_> = ids.iter().map(|&id| (OutgoingPacket::in_band(id), &body[..])).collect();
-            host.writer().write_batch_blocking(&packets, deadline).unwrap();
+            host.writer_mut().write_batch_blocking(&packets, deadline).unwrap();
             let mut echoed = Vec::new();
             while echoed.len() < 4 {
-                host.reader().read_batch_blocking(4, deadline, |header, _| echoed.push(header.transaction_id)).unwrap();
+                host.reader_mut()
+                    .read_batch_blocking(4, deadline, |header, _| echoed.push(header.transaction_id))
+                    .unwrap();
             }
             assert_eq!(echoed, ids, "{name}");
             if batch % 25 == 0 {
@@ -689,8 +691,8 @@ mod linux {
         };
         let (mut host, mut guest) = open();
         assert_no_new_thread(base, 0, "after opening");
-        host.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"blocking"]).unwrap();
-        assert_eq!(guest.reader().read_blocking().unwrap().header.transaction_id, 1);
+        host.writer_mut().write_blocking(&OutgoingPacket::in_band(1), &[b"blocking"]).unwrap();
+        assert_eq!(guest.reader_mut().read_blocking().unwrap().header.transaction_id, 1);
         assert_no_new_thread(base, 0, "after blocking use");
 
         for round in 0..3 {
@@ -698,12 +700,12 @@ mod linux {
                 (host, guest) = open(); // another channel: the same driver
             }
             let deadline = Instant::now() + DEADLINE;
-            let mut read = std::pin::pin!(guest.reader().read());
+            let mut read = std::pin::pin!(guest.reader_mut().read());
             let (waker, _) = counting_waker();
             assert!(read.as_mut().poll(&mut Context::from_waker(&waker)).is_pending(), "nothing sent yet");
             assert!(thread_count() <= base + 1, "round {round}: {:?}", threads());
             wait_for_driver_threads(1);
-            host.writer().write_blocking(&OutgoingPacket::in_band(2), &[b"async"]).unwrap();
+            host.writer_mut().write_blocking(&OutgoingPacket::in_band(2), &[b"async"]).unwrap();
             let packet = block_on_until(read, deadline).expect("stuck").unwrap();
             assert_eq!(packet.header.transaction_id, 2);
         }

@@ -52,8 +52,8 @@ fn a_healthy_exchange_emits_nothing() {
         let (host, guest) = connected_pair(4096).unwrap();
         let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
         for n in 0..100 {
-            host.writer().try_write(&OutgoingPacket::in_band(n), &[b"ping"]).unwrap();
-            assert!(guest.reader().try_read().unwrap().is_some());
+            host.writer_mut().try_write(&OutgoingPacket::in_band(n), &[b"ping"]).unwrap();
+            assert!(guest.reader_mut().try_read().unwrap().is_some());
         }
         (host, guest)
     });
@@ -67,7 +67,7 @@ fn a_corrupt_incoming_ring_is_a_warning_naming_the_field() {
         let (signal, _peer) = InProcessSignal::pair();
         let mut host = Queue::new(RawChannel::new(to_host.clone(), to_guest, signal).unwrap());
         to_host.store(ControlWord::WriteIndex, 13, std::sync::atomic::Ordering::Release);
-        assert!(matches!(host.reader().try_read(), Err(ChannelError::Corrupt(_))));
+        assert!(matches!(host.reader_mut().try_read(), Err(ChannelError::Corrupt(_))));
         host
     });
     let line = only(&lines, "corrupt ring");
@@ -82,8 +82,8 @@ fn the_peer_closing_is_logged_once() {
         let (host, guest) = connected_pair(4096).unwrap();
         let mut host = Queue::new(host);
         drop(guest);
-        assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
-        assert_eq!(host.reader().try_read(), Err(ChannelError::Closed));
+        assert_eq!(host.reader_mut().try_read(), Err(ChannelError::Closed));
+        assert_eq!(host.reader_mut().try_read(), Err(ChannelError::Closed));
         host
     });
     assert!(only(&lines, "peer closed the channel").contains("INFO"));
@@ -95,9 +95,9 @@ fn a_writer_blocked_on_a_full_ring_is_logged_once_per_wait() {
         let (host, guest) = connected_pair(4096).unwrap();
         let mut host = Queue::new(host);
         let payload = [0u8; 1000];
-        while host.writer().try_write(&OutgoingPacket::in_band(1), &[&payload]).is_ok() {}
+        while host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[&payload]).is_ok() {}
         let soon = Instant::now() + Duration::from_millis(20);
-        let result = host.writer().write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&payload])], Some(soon));
+        let result = host.writer_mut().write_batch_blocking(&[(OutgoingPacket::in_band(2), &[&payload])], Some(soon));
         assert_eq!(result, Err(ChannelError::TimedOut));
         (host, guest)
     });
@@ -110,7 +110,7 @@ fn an_unstick_signal_is_logged() {
     let lines = events_of(|| {
         let (host, guest) = connected_pair(4096).unwrap();
         let mut host = Queue::new(host);
-        host.writer().try_write(&OutgoingPacket::in_band(1), &[b"unread"]).unwrap();
+        host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"unread"]).unwrap();
         assert!(host.unstick().unwrap());
         (host, guest)
     });
@@ -123,12 +123,12 @@ fn a_request_given_up_and_its_late_completion_are_logged() {
     let lines = events_of(|| {
         let (host, guest) = connected_pair(4096).unwrap();
         let (mut host, mut guest) = (Queue::with_transactions(host, 4), Queue::new(guest));
-        let completion = vmbus_channel::block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"ask"]));
+        let completion = vmbus_channel::block_on(host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"ask"]));
         let id = completion.unwrap().transaction_id();
         // Dropping the completion gives the request up.
-        let request = guest.reader().try_read().unwrap().unwrap();
-        guest.writer().try_write(&OutgoingPacket::completion(request.header.transaction_id), &[b"late"]).unwrap();
-        assert_eq!(host.reader().try_read(), Ok(None));
+        let request = guest.reader_mut().try_read().unwrap().unwrap();
+        guest.writer_mut().try_write(&OutgoingPacket::completion(request.header.transaction_id), &[b"late"]).unwrap();
+        assert_eq!(host.reader_mut().try_read(), Ok(None));
         assert_eq!(host.state().counters.stale_completions, 1, "transaction {id}");
         (host, guest)
     });

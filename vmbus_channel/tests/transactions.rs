@@ -19,19 +19,19 @@ fn pair(limit: usize) -> (InProcessQueue, InProcessQueue) {
 
 /// Sends a request with payload `body` from `queue`.
 fn request(queue: &mut InProcessQueue, body: &[u8]) -> Completion {
-    block_on(queue.writer().request(&OutgoingPacket::in_band(0), &[body])).unwrap()
+    block_on(queue.writer_mut().request(&OutgoingPacket::in_band(0), &[body])).unwrap()
 }
 
 /// The guest's view of a request: completion requested, an in-band packet.
 fn read_request(guest: &mut InProcessQueue) -> Packet {
-    let packet = guest.reader().try_read().unwrap().expect("a request was sent");
+    let packet = guest.reader_mut().try_read().unwrap().expect("a request was sent");
     assert_eq!(packet.header.kind, PacketKind::InBand);
     assert!(packet.header.completion_requested, "requests ask for a completion");
     packet
 }
 
 fn complete(guest: &mut InProcessQueue, id: u64, body: &[u8]) {
-    guest.writer().try_write(&OutgoingPacket::completion(id), &[body]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::completion(id), &[body]).unwrap();
 }
 
 #[test]
@@ -54,12 +54,12 @@ fn out_of_order_completions_resolve_the_right_requests() {
     }
     // Every packet the guest sent is a completion: the host's reader routes
     // them all and hands none to the caller.
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_eq!(host.state().counters.packets_received, 6);
     for (n, completion) in completions {
         assert_payload(&block_on(completion).unwrap(), payload(100 + n, 3 + n as usize));
     }
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn completion_payloads_of_every_length_arrive_exactly() {
         let completion = request(&mut host, b"");
         let id = read_request(&mut guest).header.transaction_id;
         complete(&mut guest, id, payload(len as u64, len));
-        assert_eq!(host.reader().try_read(), Ok(None));
+        assert_eq!(host.reader_mut().try_read(), Ok(None));
         assert_payload(&block_on(completion).unwrap(), payload(len as u64, len));
     }
 }
@@ -96,27 +96,27 @@ fn unknown_completion_id_is_reported_and_the_queue_keeps_working() {
     let id = read_request(&mut guest).header.transaction_id;
     for bogus in [0, id + 1000, u64::MAX] {
         complete(&mut guest, bogus, b"forged");
-        assert_eq!(host.reader().try_read(), Err(ChannelError::UnknownTransaction(bogus)));
+        assert_eq!(host.reader_mut().try_read(), Err(ChannelError::UnknownTransaction(bogus)));
     }
-    assert_eq!(host.writer().outstanding_transactions(), 1, "the real request is untouched");
+    assert_eq!(host.writer_mut().outstanding_transactions(), 1, "the real request is untouched");
     // The forged completions were consumed; ordinary traffic and the real
     // completion still flow.
-    guest.writer().try_write(&OutgoingPacket::in_band(5), &[b"data"]).unwrap();
-    let packet = host.reader().try_read().unwrap().expect("the in-band packet after the bad completions");
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(5), &[b"data"]).unwrap();
+    let packet = host.reader_mut().try_read().unwrap().expect("the in-band packet after the bad completions");
     assert_payload(&packet.payload, b"data");
     complete(&mut guest, id, b"real");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_payload(&block_on(pending).unwrap(), b"real");
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
 fn unknown_completion_fails_an_async_read_too() {
     let (mut host, mut guest) = pair(4);
     complete(&mut guest, 42, b"");
-    assert_eq!(host.reader().read_blocking(), Err(ChannelError::UnknownTransaction(42)));
-    guest.writer().try_write(&OutgoingPacket::in_band(1), &[b"next"]).unwrap();
-    assert_payload(&host.reader().read_blocking().unwrap().payload, b"next");
+    assert_eq!(host.reader_mut().read_blocking(), Err(ChannelError::UnknownTransaction(42)));
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"next"]).unwrap();
+    assert_payload(&host.reader_mut().read_blocking().unwrap().payload, b"next");
 }
 
 #[test]
@@ -126,10 +126,10 @@ fn repeated_completion_is_dropped_and_counted() {
     let completion = request(&mut host, b"a");
     let id = read_request(&mut guest).header.transaction_id;
     complete(&mut guest, id, b"first");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_payload(&block_on(completion).unwrap(), b"first");
     complete(&mut guest, id, b"again");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_eq!(host.state().counters.stale_completions, 1);
 
     // Repeated before the future looked: the first completion wins.
@@ -137,28 +137,28 @@ fn repeated_completion_is_dropped_and_counted() {
     let id = read_request(&mut guest).header.transaction_id;
     complete(&mut guest, id, b"winner");
     complete(&mut guest, id, b"duplicate");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_payload(&block_on(completion).unwrap(), b"winner");
     assert_eq!(host.state().counters.stale_completions, 2);
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
 fn outstanding_limit_rejects_extra_requests_until_one_completes() {
     let (mut host, mut guest) = pair(3);
     let mut completions: Vec<Completion> = (0..3).map(|n| request(&mut host, payload(n, 16))).collect();
-    assert_eq!(host.writer().outstanding_transactions(), 3);
-    let refused = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"fourth"]));
+    assert_eq!(host.writer_mut().outstanding_transactions(), 3);
+    let refused = block_on(host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"fourth"]));
     assert_eq!(refused.err(), Some(ChannelError::TooManyTransactions { limit: 3 }));
     assert_eq!(host.state().counters.packets_sent, 3, "a refused request is not sent");
-    assert_eq!(host.writer().outstanding_transactions(), 3);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 3);
 
     let ids: Vec<u64> = (0..3).map(|_| read_request(&mut guest).header.transaction_id).collect();
-    assert_eq!(guest.reader().try_read(), Ok(None));
+    assert_eq!(guest.reader_mut().try_read(), Ok(None));
     complete(&mut guest, ids[1], b"second");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     assert_payload(&block_on(completions.remove(1)).unwrap(), b"second");
-    assert_eq!(host.writer().outstanding_transactions(), 2);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 2);
 
     let fourth = request(&mut host, b"fourth");
     assert_payload(&read_request(&mut guest).payload, b"fourth");
@@ -166,10 +166,10 @@ fn outstanding_limit_rejects_extra_requests_until_one_completes() {
         [ids[0], ids[2], fourth.transaction_id()].into_iter().zip(completions.into_iter().chain([fourth]))
     {
         complete(&mut guest, id, &id.to_le_bytes());
-        assert_eq!(host.reader().try_read(), Ok(None));
+        assert_eq!(host.reader_mut().try_read(), Ok(None));
         assert_eq!(block_on(completion).unwrap(), id.to_le_bytes());
     }
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn abandoned_requests_free_their_slots_at_once() {
             completion.transaction_id()
         })
         .collect();
-    assert_eq!(host.writer().outstanding_transactions(), 0, "dropping a completion frees its slot");
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0, "dropping a completion frees its slot");
     let next = request(&mut host, b"next");
     let next_id = next.transaction_id();
     assert!(!abandoned.contains(&next_id), "ids of abandoned requests are not reused");
@@ -195,10 +195,10 @@ fn abandoned_requests_free_their_slots_at_once() {
     }
     assert_eq!(read_request(&mut guest).header.transaction_id, next_id);
     complete(&mut guest, next_id, b"ok");
-    assert_eq!(host.reader().try_read(), Ok(None), "late completions are not errors");
+    assert_eq!(host.reader_mut().try_read(), Ok(None), "late completions are not errors");
     assert_eq!(host.state().counters.stale_completions, 4);
     assert_payload(&block_on(next).unwrap(), b"ok");
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
@@ -207,9 +207,9 @@ fn dropping_a_completed_but_unread_completion_frees_its_slot() {
     let completion = request(&mut host, b"x");
     let id = read_request(&mut guest).header.transaction_id;
     complete(&mut guest, id, b"result");
-    assert_eq!(host.reader().try_read(), Ok(None));
+    assert_eq!(host.reader_mut().try_read(), Ok(None));
     drop(completion);
-    assert_eq!(host.writer().outstanding_transactions(), 0);
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
 }
 
 #[test]
@@ -229,8 +229,8 @@ fn thousands_of_scrambled_transactions_leave_nothing_outstanding() {
             in_flight.insert(completion.transaction_id(), (sent, completion));
             sent += 1;
         }
-        assert_eq!(host.writer().outstanding_transactions(), in_flight.len());
-        while let Some(packet) = guest.reader().try_read().unwrap() {
+        assert_eq!(host.writer_mut().outstanding_transactions(), in_flight.len());
+        while let Some(packet) = guest.reader_mut().try_read().unwrap() {
             unanswered.push((packet.header.transaction_id, packet.payload[..8].to_vec()));
         }
         // Answer a random subset in a random order; the rest wait for a later round.
@@ -239,7 +239,7 @@ fn thousands_of_scrambled_transactions_leave_nothing_outstanding() {
         for (id, number) in &answered {
             complete(&mut guest, *id, number);
         }
-        assert_eq!(host.reader().try_read(), Ok(None));
+        assert_eq!(host.reader_mut().try_read(), Ok(None));
         for (id, number) in answered {
             let (n, completion) = in_flight.remove(&id).expect("the guest answered an id the host issued");
             assert_eq!(number, n.to_le_bytes());
@@ -248,7 +248,7 @@ fn thousands_of_scrambled_transactions_leave_nothing_outstanding() {
         }
     }
     assert!(in_flight.is_empty() && unanswered.is_empty());
-    assert_eq!(host.writer().outstanding_transactions(), 0, "no transaction leaked");
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0, "no transaction leaked");
     assert_eq!(host.state().counters.packets_sent, COUNT);
     assert_eq!(host.state().counters.packets_received, COUNT);
 }
@@ -270,9 +270,9 @@ fn completions_resolve_across_threads() {
         let mut answered = 0;
         while answered < COUNT {
             let mut ids = Vec::new();
-            block_on(guest.reader().read_batch(4, |header, _| ids.push(header.transaction_id))).unwrap();
+            block_on(guest.reader_mut().read_batch(4, |header, _| ids.push(header.transaction_id))).unwrap();
             for id in ids.into_iter().rev() {
-                guest.writer().write_blocking(&OutgoingPacket::completion(id), &[&(id * 3).to_le_bytes()]).unwrap();
+                guest.writer_mut().write_blocking(&OutgoingPacket::completion(id), &[&(id * 3).to_le_bytes()]).unwrap();
                 answered += 1;
             }
         }
@@ -335,10 +335,10 @@ fn dropping_the_requesting_queue_fails_its_pending_completions() {
 #[test]
 fn request_on_a_queue_without_transactions_is_refused() {
     let (mut host, mut guest) = queues(PAGE);
-    let refused = block_on(host.writer().request(&OutgoingPacket::in_band(0), &[b"x"]));
+    let refused = block_on(host.writer_mut().request(&OutgoingPacket::in_band(0), &[b"x"]));
     assert_eq!(refused.map(|_| ()), Err(ChannelError::TransactionsDisabled));
-    assert_eq!(host.writer().outstanding_transactions(), 0);
-    assert_eq!(guest.reader().try_read(), Ok(None), "nothing was sent");
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0);
+    assert_eq!(guest.reader_mut().try_read(), Ok(None), "nothing was sent");
 }
 
 #[test]
@@ -346,17 +346,17 @@ fn request_cancelled_while_waiting_for_space_releases_its_slot() {
     let (host, guest) = connected_pair(PAGE).unwrap();
     let mut host = Queue::with_transactions(host, 1);
     let fill = payload(0, 1000);
-    while host.writer().try_write(&OutgoingPacket::in_band(0), &[fill]).is_ok() {}
+    while host.writer_mut().try_write(&OutgoingPacket::in_band(0), &[fill]).is_ok() {}
     let (waker, _) = counting_waker();
     let (packet, body) = (OutgoingPacket::in_band(0), [fill]);
-    let mut cancelled = Box::pin(host.writer().request(&packet, &body));
+    let mut cancelled = Box::pin(host.writer_mut().request(&packet, &body));
     assert!(poll_once(&mut cancelled, &waker).is_pending(), "the ring is full");
     drop(cancelled);
-    assert_eq!(host.writer().outstanding_transactions(), 0, "the request was never sent");
+    assert_eq!(host.writer_mut().outstanding_transactions(), 0, "the request was never sent");
     // With the ring drained, a new request must be possible (limit 1).
     let mut guest = Queue::new(guest);
-    while guest.reader().try_read().unwrap().is_some() {}
-    assert!(block_on(host.writer().request(&packet, &body)).is_ok());
+    while guest.reader_mut().try_read().unwrap().is_some() {}
+    assert!(block_on(host.writer_mut().request(&packet, &body)).is_ok());
 }
 
 /// An unknown completion met after other packets of a batch were handled
@@ -364,13 +364,13 @@ fn request_cancelled_while_waiting_for_space_releases_its_slot() {
 #[test]
 fn unknown_completion_inside_a_batch_is_reported() {
     let (mut host, mut guest) = pair(4);
-    guest.writer().try_write(&OutgoingPacket::in_band(1), &[b"before"]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"before"]).unwrap();
     complete(&mut guest, 999, b"forged");
-    guest.writer().try_write(&OutgoingPacket::in_band(2), &[b"after"]).unwrap();
+    guest.writer_mut().try_write(&OutgoingPacket::in_band(2), &[b"after"]).unwrap();
     let mut outcomes = Vec::new();
     for _ in 0..4 {
         let mut ids = Vec::new();
-        let outcome = host.reader().try_read_batch(8, |header, _| ids.push(header.transaction_id));
+        let outcome = host.reader_mut().try_read_batch(8, |header, _| ids.push(header.transaction_id));
         outcomes.push((outcome, ids));
     }
     let expected =

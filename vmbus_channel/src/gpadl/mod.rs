@@ -248,7 +248,7 @@ impl<B: Bitmap + Send + Sync + 'static, S: Signal> RawChannel<GuestRingMem<B>, S
     /// let memory = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 8 * 4096)])?;
     /// let (signal, _peer) = InProcessSignal::pair();
     /// let host = RawChannel::from_gpadl(&memory, &[3, 1, 6, 0], 2, Side::Host, signal)?;
-    /// assert_eq!((host.incoming.data_len(), host.outgoing.data_len()), (4096, 4096));
+    /// assert_eq!((host.incoming().data_len(), host.outgoing().data_len()), (4096, 4096));
     ///
     /// // Page 8 is past the end of guest memory.
     /// let (signal, _peer) = InProcessSignal::pair();

@@ -38,8 +38,8 @@ pub(crate) struct Shared {
 ///
 /// let (host, guest) = connected_pair(4096).unwrap();
 /// let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
-/// block_on(host.writer().write(&OutgoingPacket::in_band(5), &[b"hello"])).unwrap();
-/// let packet = block_on(guest.reader().read()).unwrap();
+/// block_on(host.writer_mut().write(&OutgoingPacket::in_band(5), &[b"hello"])).unwrap();
+/// let packet = block_on(guest.reader_mut().read()).unwrap();
 /// assert_eq!(packet.header.transaction_id, 5);
 /// assert_eq!(&packet.payload[..5], b"hello");
 /// ```
@@ -78,13 +78,23 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         }
     }
 
-    /// The read half.
-    pub fn reader(&mut self) -> &mut QueueReader<M, S> {
+    /// The read half, to look at (its counters, whether it is closed).
+    pub fn reader(&self) -> &QueueReader<M, S> {
+        &self.reader
+    }
+
+    /// The read half, to read with.
+    pub fn reader_mut(&mut self) -> &mut QueueReader<M, S> {
         &mut self.reader
     }
 
-    /// The write half.
-    pub fn writer(&mut self) -> &mut QueueWriter<M, S> {
+    /// The write half, to look at.
+    pub fn writer(&self) -> &QueueWriter<M, S> {
+        &self.writer
+    }
+
+    /// The write half, to write with.
+    pub fn writer_mut(&mut self) -> &mut QueueWriter<M, S> {
         &mut self.writer
     }
 

@@ -267,13 +267,13 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// let (a, b) = SocketSignal::pair()?;
     /// let mut a = Queue::new(RawChannel::new(b_to_a.clone(), a_to_b.clone(), a)?);
     /// let mut b = Queue::new(RawChannel::new(a_to_b, b_to_a, b)?);
-    /// a.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"hi"])?;
+    /// a.writer_mut().write_blocking(&OutgoingPacket::in_band(1), &[b"hi"])?;
     /// let mut seen = Vec::new();
-    /// let read = b.reader().read_batch_blocking(8, None, |header, _| seen.push(header.transaction_id))?;
+    /// let read = b.reader_mut().read_batch_blocking(8, None, |header, _| seen.push(header.transaction_id))?;
     /// assert_eq!((read, seen), (1, vec![1]));
     /// // Nothing more: the deadline ends the wait.
     /// let soon = Instant::now() + Duration::from_millis(10);
-    /// assert_eq!(b.reader().read_batch_blocking(8, Some(soon), |_, _| {}), Err(ChannelError::TimedOut));
+    /// assert_eq!(b.reader_mut().read_batch_blocking(8, Some(soon), |_, _| {}), Err(ChannelError::TimedOut));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn read_batch_blocking<F>(
@@ -370,9 +370,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     ///
     /// let (host, guest) = connected_pair(4096).unwrap();
     /// let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
-    /// guest.reader().set_busy_poll(Duration::from_micros(50));
-    /// block_on(host.writer().write(&OutgoingPacket::in_band(5), &[b"hello"])).unwrap();
-    /// let packet = block_on(guest.reader().read()).unwrap();
+    /// guest.reader_mut().set_busy_poll(Duration::from_micros(50));
+    /// block_on(host.writer_mut().write(&OutgoingPacket::in_band(5), &[b"hello"])).unwrap();
+    /// let packet = block_on(guest.reader_mut().read()).unwrap();
     /// assert_eq!(&packet.payload[..5], b"hello");
     /// ```
     pub fn set_busy_poll(&mut self, budget: Duration) {

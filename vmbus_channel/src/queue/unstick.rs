@@ -64,7 +64,7 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
     ///
     /// let (host, guest) = connected_pair(4096)?;
     /// let (mut host, guest) = (Queue::new(host), Queue::new(guest));
-    /// host.writer().try_write(&OutgoingPacket::in_band(1), &[b"unread"])?;
+    /// host.writer_mut().try_write(&OutgoingPacket::in_band(1), &[b"unread"])?;
     /// // Whether or not the guest saw that write's signal, it has not read
     /// // the packet: unstick signals it again.
     /// assert!(host.unstick()?);

@@ -21,8 +21,8 @@ use std::task::{Context, Poll};
 /// let guest = MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, AsyncIoReactor)?;
 /// let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
 /// async_io::block_on(async {
-///     host.writer().write(&OutgoingPacket::in_band(7), &[b"over async-io"]).await?;
-///     let packet = guest.reader().read().await?;
+///     host.writer_mut().write(&OutgoingPacket::in_band(7), &[b"over async-io"]).await?;
+///     let packet = guest.reader_mut().read().await?;
 ///     assert_eq!(&packet.payload[..13], b"over async-io");
 ///     Ok::<_, vmbus_channel::ChannelError>(())
 /// })?;

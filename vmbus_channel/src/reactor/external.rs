@@ -30,11 +30,11 @@ use std::task::{Context, Poll};
 /// let waker = Waker::from(std::sync::Arc::new(NoWake));
 /// let mut cx = Context::from_waker(&waker);
 /// let mut received = 0;
-/// assert!(b.reader().poll_read_batch(&mut cx, 16, |_, _| received += 1).is_pending());
-/// a.writer().write_blocking(&OutgoingPacket::in_band(1), &[b"wake up"])?;
+/// assert!(b.reader_mut().poll_read_batch(&mut cx, 16, |_, _| received += 1).is_pending());
+/// a.writer_mut().write_blocking(&OutgoingPacket::in_band(1), &[b"wake up"])?;
 /// // The event loop: wait until the signal's fd is readable, then poll again.
 /// poll(&mut [PollFd::new(&fd, PollFlags::IN)], None)?;
-/// assert_eq!(b.reader().poll_read_batch(&mut cx, 16, |_, _| received += 1), Poll::Ready(Ok(1)));
+/// assert_eq!(b.reader_mut().poll_read_batch(&mut cx, 16, |_, _| received += 1), Poll::Ready(Ok(1)));
 /// assert_eq!(received, 1);
 /// # struct NoWake;
 /// # impl std::task::Wake for NoWake { fn wake(self: std::sync::Arc<Self>) {} }

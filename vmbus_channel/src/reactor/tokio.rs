@@ -30,8 +30,8 @@ use tokio::runtime::Handle;
 ///     let host = MemfdChannel::from_fds_with_reactor(host, MappingLayout::Single, reactor.clone())?;
 ///     let guest = MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, reactor)?;
 ///     let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
-///     let reader = tokio::spawn(async move { guest.reader().read().await });
-///     host.writer().write(&OutgoingPacket::in_band(7), &[b"over tokio"]).await?;
+///     let reader = tokio::spawn(async move { guest.reader_mut().read().await });
+///     host.writer_mut().write(&OutgoingPacket::in_band(7), &[b"over tokio"]).await?;
 ///     let packet = reader.await??;
 ///     assert_eq!(&packet.payload[..10], b"over tokio");
 ///     Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())

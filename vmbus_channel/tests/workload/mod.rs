@@ -73,7 +73,7 @@ pub fn open<R: Reactor + Clone>(reactor: R, kind: SignalKind) -> Ends {
     let (host, guest) = fds(kind, RING);
     let host = MemfdChannel::from_fds_with_reactor(host, MappingLayout::Double, reactor.clone()).expect("open host");
     let guest = MemfdChannel::from_fds_with_reactor(guest, MappingLayout::Single, reactor).expect("open guest");
-    let (host_signal, guest_signal) = (host.signal.clone(), guest.signal.clone());
+    let (host_signal, guest_signal) = (host.signal().clone(), guest.signal().clone());
     Ends { host: Queue::with_transactions(host, 64), guest: Queue::new(guest), host_signal, guest_signal, probe: None }
 }
 
@@ -248,7 +248,7 @@ async fn run_guest(
         if requests == ROUND_TRIPS && streamed == 0 {
             gate.wait().await;
         }
-        let packet = match guest.reader().read().await {
+        let packet = match guest.reader_mut().read().await {
             Ok(packet) => packet,
             Err(ChannelError::Closed) => break,
             Err(error) => return Err(format!("guest read: {error}")),
@@ -260,7 +260,7 @@ async fn run_guest(
         if packet.header.completion_requested {
             let answer = if requests < ROUND_TRIPS { packet.payload.clone() } else { streamed.to_le_bytes().to_vec() };
             requests += 1;
-            guest.writer().write(&OutgoingPacket::completion(id), &[&answer]).await.map_err(failed("complete"))?;
+            guest.writer_mut().write(&OutgoingPacket::completion(id), &[&answer]).await.map_err(failed("complete"))?;
         } else {
             if id != streamed {
                 return Err(format!("streamed packet {id} arrived when {streamed} was due"));
