@@ -135,6 +135,9 @@ impl<M: RingMem> IncomingRing<M> {
     /// # drop(writer);
     /// ```
     pub fn writer_missed_signal(&self) -> bool {
+        // Not a signalling rule: an unstick check, off the per-packet path.
+        // It orders this end's earlier stores (its read index) before the
+        // loads, so that what it compares is no older than what it did.
         self.mem.full_fence();
         let pending = self.mem.load(ControlWord::PendingSendSize, Ordering::Relaxed);
         let write = self.mem.load(ControlWord::WriteIndex, Ordering::Relaxed);
@@ -163,6 +166,9 @@ impl<M: RingMem> IncomingRing<M> {
     /// ```
     pub fn prepare_to_sleep(&mut self) -> Result<bool, CorruptError> {
         self.set_interrupt_mask(false);
+        // Rule "a reader about to sleep": orders the mask store before the
+        // write-index load, against the writer's publish (store, fence,
+        // mask load in `signal::reader_needs_signal`).
         self.mem.full_fence();
         self.refresh_write_index()?;
         Ok(self.write_index == self.read_index)

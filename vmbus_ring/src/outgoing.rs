@@ -224,6 +224,9 @@ impl<M: RingMem> OutgoingRing<M> {
         let wanted = round_up8(packet_size);
         self.check_fits_ring(wanted)?;
         self.mem.store(ControlWord::PendingSendSize, wanted as u32, Ordering::Relaxed);
+        // Rule "a blocked writer": orders the pending-send-size store before
+        // the read-index load, against the reader's free (store, fence,
+        // pending load in `signal::writer_needs_signal`).
         self.mem.full_fence();
         if let Err(corrupt) = self.refresh_read_index() {
             self.clear_pending_send_size();
@@ -254,6 +257,8 @@ impl<M: RingMem> OutgoingRing<M> {
     /// assert!(ring.reader_missed_signal()); // whether or not that signal arrived
     /// ```
     pub fn reader_missed_signal(&self) -> bool {
+        // Not a signalling rule: an unstick check, off the per-packet path
+        // (see `IncomingRing::writer_missed_signal`).
         self.mem.full_fence();
         let mask = self.mem.load(ControlWord::InterruptMask, Ordering::Relaxed);
         let read = self.mem.load(ControlWord::ReadIndex, Ordering::Relaxed);

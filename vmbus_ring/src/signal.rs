@@ -131,6 +131,9 @@ pub fn writer_missed_signal(data_len: u32, pending_send_size: u32, write_index: 
 /// fence, then the reader-signal decision from the control page.
 #[inline]
 pub fn reader_needs_signal(control: &impl ControlPage, batch_start: u32) -> bool {
+    // Rule "a writer publishes a batch": orders the write-index store before
+    // the mask and read-index loads, against the sleeping reader's mirror
+    // (mask store, fence, write-index load in `prepare_to_sleep`).
     control.full_fence();
     let mask = control.load(ControlWord::InterruptMask, Ordering::Relaxed);
     let read = control.load(ControlWord::ReadIndex, Ordering::Relaxed);
@@ -142,6 +145,9 @@ pub fn reader_needs_signal(control: &impl ControlPage, batch_start: u32) -> bool
 /// from the control page. `data_len` is the ring's data-area size.
 #[inline]
 pub fn writer_needs_signal(control: &impl ControlPage, data_len: u32, old_read: u32, new_read: u32) -> bool {
+    // Rule "a reader that frees space": orders the read-index store before
+    // the pending-send-size and write-index loads, against the blocked
+    // writer's mirror (in `OutgoingRing::set_pending_send_size`).
     control.full_fence();
     let pending = control.load(ControlWord::PendingSendSize, Ordering::Relaxed);
     if pending == 0 {
