@@ -7,10 +7,10 @@
 //! | --- | --- | --- |
 //! | corrupt ring | `WARN` | a read or write found a field of the ring or a packet holding an impossible value (the field is named) |
 //! | peer closed | `INFO` | the first time this end learns the peer closed or died |
-//! | writer blocked | `DEBUG` | a write found the ring full and starts waiting for room (once per wait, not per retry) |
+//! | writer blocked | `DEBUG` | a write found the ring full and starts waiting for room (once, until a write goes through again) |
 //! | unstick signal | `INFO` | an unstick found the peer waiting for something already there, and signalled it |
-//! | request given up | `DEBUG` | a request's `Completion` was dropped before its completion came |
-//! | stale completion | `DEBUG` | a completion came for a request given up, or came twice: dropped |
+//! | request given up | `DEBUG` | a request still waiting for its completion was given up (its `Completion` dropped, or its write failed) |
+//! | stale completions | `DEBUG` | a read dropped completions for requests given up, or repeated ones (one event per read call, with the count) |
 
 use vmbus_ring::CorruptError;
 
@@ -83,11 +83,11 @@ pub(crate) fn request_given_up(id: u64) {
     let _ = id;
 }
 
-/// A completion for transaction id `id` came too late, or twice, and was dropped.
+/// A read dropped `count` completions that came too late, or twice.
 #[inline]
-pub(crate) fn stale_completion(id: u64) {
+pub(crate) fn stale_completions(count: u64) {
     #[cfg(feature = "tracing")]
-    tracing::debug!(target: "vmbus_channel", transaction_id = id, "stale completion dropped");
+    tracing::debug!(target: "vmbus_channel", count, "stale completions dropped");
     #[cfg(not(feature = "tracing"))]
-    let _ = id;
+    let _ = count;
 }

@@ -65,8 +65,9 @@ impl Transactions {
 
     /// Releases an id: its request was never sent, or was given up.
     pub fn cancel(&self, id: u64) {
-        events::request_given_up(id);
-        self.table.lock().slots.remove(&id);
+        if let Some(Slot::Waiting(_)) = self.table.lock().slots.remove(&id) {
+            events::request_given_up(id);
+        }
     }
 
     /// Delivers a completion. One for an id issued here but no longer

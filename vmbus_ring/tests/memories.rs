@@ -629,6 +629,10 @@ mod memfd {
         assert_eq!(refused(0, 100), io::ErrorKind::InvalidInput, "a data area not whole pages");
         assert_eq!(refused(0, 0), io::ErrorKind::InvalidInput, "an empty data area");
         assert_eq!(refused(u64::MAX - 4095, data_len), io::ErrorKind::InvalidInput, "an offset at the end of u64");
+        let device = std::fs::File::options().read(true).write(true).open("/dev/zero").unwrap();
+        // SAFETY: refused before anything is mapped.
+        let double = unsafe { SharedRegion::map_trusted_fd(&device, 0, data_len, MappingLayout::Double) };
+        assert_eq!(double.unwrap_err().kind(), io::ErrorKind::InvalidInput, "a double mapping of a device");
     }
 
     #[test]

@@ -44,7 +44,8 @@ impl<B: Bitmap + 'static> GuestRingMem<B> {
         Self { ring, memory, pages: pages.into() }
     }
 
-    /// The ring as plain paged memory, for code that needs no dirty marking.
+    /// The ring as plain paged memory, for reading it. Writes through it
+    /// are not marked dirty: a migrating VMM would miss them.
     pub fn paged(&self) -> &PagedRingMem {
         &self.ring
     }

@@ -78,7 +78,7 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         }
     }
 
-    /// The read half, to look at (its counters, whether it is closed).
+    /// The read half, to look at (its counters).
     pub fn reader(&self) -> &QueueReader<M, S> {
         &self.reader
     }

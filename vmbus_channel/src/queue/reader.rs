@@ -180,10 +180,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             if let (PacketKind::Completion, Some(transactions)) = (&packet.kind, &self.shared.transactions) {
                 match transactions.complete(packet.transaction_id, payload.to_vec()) {
                     Ok(Delivery::Delivered) => {}
-                    Ok(Delivery::Stale) => {
-                        events::stale_completion(packet.transaction_id);
-                        stale += 1;
-                    }
+                    Ok(Delivery::Stale) => stale += 1,
                     Err(unknown) => {
                         failure = Some(unknown);
                         break;
@@ -206,6 +203,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             Counters::add(&counters.unsupported_skipped, skipped);
         }
         if stale > 0 {
+            events::stale_completions(stale);
             Counters::add(&counters.stale_completions, stale);
         }
         if budget_spent {
@@ -334,7 +332,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             // Closing is read before the last look at the ring: a peer that
             // commits and then closes has its last packets seen here.
             let closed = self.signal.notifier().is_closed();
-            if !self.ring.prepare_to_sleep()? {
+            if !self.ring.prepare_to_sleep().map_err(corrupt_incoming)? {
                 continue;
             }
             if closed {
@@ -413,7 +411,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if receive {
             self.signal.receive();
         }
-        Ok(self.signal.notifier().is_closed() && !self.ring.has_data()?)
+        Ok(self.signal.notifier().is_closed() && !self.ring.has_data().map_err(corrupt_incoming)?)
     }
 
     /// Reads a batch of up to `max` packets, waiting for the first.
@@ -474,4 +472,10 @@ impl<M, S> Drop for QueueReader<M, S> {
     fn drop(&mut self) {
         self.shared.fail_transactions();
     }
+}
+
+/// A corrupt incoming ring as the queue's error, after its event.
+pub(super) fn corrupt_incoming(error: vmbus_ring::CorruptError) -> ChannelError {
+    events::corrupt_ring(Ring::Incoming, &error);
+    ChannelError::Corrupt(error)
 }

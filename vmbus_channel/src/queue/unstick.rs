@@ -74,7 +74,9 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
     /// ```
     pub fn unstick(&mut self) -> Result<bool, ChannelError> {
         let stuck = reader_should_be_awake(self.writer.ring.memory()) || self.reader.ring.writer_missed_signal();
-        if self.reader.ring.has_data()? || writer_should_be_awake(self.writer.ring.memory()) {
+        if self.reader.ring.has_data().map_err(super::reader::corrupt_incoming)?
+            || writer_should_be_awake(self.writer.ring.memory())
+        {
             self.reader.signal.notifier().notify();
         }
         Ok(self.writer.signal_stuck_peer(stuck))
@@ -120,7 +122,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// has packets of ours it has not read), and wakes this half's waiters
     /// if packets are waiting. Returns whether it signalled the peer.
     pub fn unstick(&mut self) -> Result<bool, ChannelError> {
-        if self.ring.has_data()? {
+        if self.ring.has_data().map_err(super::reader::corrupt_incoming)? {
             self.signal.notifier().notify();
         }
         let stuck = self.ring.writer_missed_signal()

@@ -49,7 +49,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             self.signal.receive();
             self.check_open()?;
         }
-        written
+        written.map_err(traced)
     }
 
     /// Writes `packets` in order, committing as few times as the space

@@ -404,13 +404,21 @@ mod mapping {
     }
 
     impl SharedRegion {
-        /// Maps the ring at byte `offset` of a file the caller trusts (a
-        /// device such as a uio map, or a plain file): a 4096-byte control
-        /// page then `data_len` bytes of data area, shared and read-write,
-        /// the data area mapped twice back to back with
-        /// [`MappingLayout::Double`](crate::MappingLayout::Double). Hand the
-        /// region to [`MappedRingMem::new`](crate::MappedRingMem::new) with
-        /// the same layout.
+        /// Maps a ring from a file the caller trusts (a device such as a uio
+        /// map, or a plain file): a 4096-byte control page then `data_len`
+        /// bytes of data area, shared and read-write, from the file's mmap
+        /// offset `offset`. Hand the region to
+        /// [`MappedRingMem::new`](crate::MappedRingMem::new) with the same
+        /// layout.
+        ///
+        /// For a plain file, `offset` is a byte offset, and
+        /// [`MappingLayout::Double`](crate::MappingLayout::Double) maps the
+        /// data area a second time right after the first. For a uio device,
+        /// `offset` selects a map (map N at N times the page size) and the
+        /// ring starts at that map's start; a device does not map its bytes
+        /// again at a further offset, so only
+        /// [`MappingLayout::Single`](crate::MappingLayout::Single) is
+        /// accepted for anything but a regular file.
         ///
         /// Unlike [`MappedRingMem::open_fd`](crate::MappedRingMem::open_fd),
         /// which refuses any file whose holders could make an access fault,
@@ -438,8 +446,9 @@ mod mapping {
         /// # Errors
         ///
         /// [`io::ErrorKind::InvalidInput`] for a bad `data_len` or `offset`,
-        /// a regular file shorter than the ring, or a ring too large for the
-        /// address space; the `mmap` error if the kernel refuses the mapping.
+        /// a regular file shorter than the ring, a double mapping of
+        /// anything but a regular file, or a ring too large for the address
+        /// space; the `mmap` error if the kernel refuses the mapping.
         ///
         /// # Safety
         ///
@@ -447,8 +456,9 @@ mod mapping {
         /// promises that every byte of the file's span
         /// `offset..offset + 4096 + data_len` can be read and written through
         /// a shared mapping without a fault: nobody truncates the file or
-        /// punches holes in it, the device behind it stays present and backs
-        /// the whole span with memory. A fault kills this process with
+        /// punches holes in it, a sparse file's filesystem (a full disk, a
+        /// tmpfs at its size limit) can still allocate its holes, the device
+        /// behind it stays present and backs the whole span with memory. A fault kills this process with
         /// `SIGBUS`; that is the crash [`open_fd`](crate::MappedRingMem::open_fd)
         /// prevents by refusing such files. What the peer writes into the
         /// span is not the caller's concern: the endpoints validate it.
@@ -465,8 +475,15 @@ mod mapping {
             }
             let fd = fd.as_fd();
             let stat = rustix::fs::fstat(fd)?;
-            let ring_len = (crate::wire::PAGE_SIZE + data_len) as u64;
+            // In `u64`: `data_len` may be close to 4 GiB on a 32-bit target.
+            let ring_len = crate::wire::PAGE_SIZE as u64 + data_len as u64;
             let is_regular = rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile;
+            if !is_regular && layout == crate::MappingLayout::Double {
+                return Err(invalid(
+                    "a double mapping needs a regular file: a device does not map its bytes again at a further offset"
+                        .to_owned(),
+                ));
+            }
             let file_len = u64::try_from(stat.st_size).unwrap_or(0);
             if is_regular && offset.checked_add(ring_len).is_none_or(|end| end > file_len) {
                 return Err(invalid(format!(
