@@ -12,6 +12,7 @@
 //! | request given up | `DEBUG` | a request still waiting for its completion was given up (its `Completion` dropped, or its write failed) |
 //! | stale completions | `DEBUG` | a read dropped completions for requests given up, or repeated ones (one event per read call, with the count) |
 
+use crate::ChannelError;
 use vmbus_ring::CorruptError;
 
 /// Which of the two rings an event is about, from this end's side.
@@ -33,9 +34,9 @@ impl Ring {
     }
 }
 
-/// A read or write found `error` in `ring`.
+/// A read or write found `error` in `ring` (see [`traced`]).
 #[inline]
-pub(crate) fn corrupt_ring(ring: Ring, error: &CorruptError) {
+fn corrupt_ring(ring: Ring, error: &CorruptError) {
     #[cfg(feature = "tracing")]
     tracing::warn!(
         target: "vmbus_channel",
@@ -47,6 +48,17 @@ pub(crate) fn corrupt_ring(ring: Ring, error: &CorruptError) {
     );
     #[cfg(not(feature = "tracing"))]
     let _ = (ring, error);
+}
+
+/// `error` as the queue's error, after the corrupt-ring event if it is a
+/// corrupt ring: the one path every corrupt error of a queue takes.
+#[inline]
+pub(crate) fn traced(ring: Ring, error: impl Into<ChannelError>) -> ChannelError {
+    let error = error.into();
+    if let ChannelError::Corrupt(corrupt) = &error {
+        corrupt_ring(ring, corrupt);
+    }
+    error
 }
 
 /// This end learned that the peer closed or died.

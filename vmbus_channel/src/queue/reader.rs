@@ -163,10 +163,9 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
                     continue;
                 }
                 Err(ReadError::Corrupt(corrupt)) => {
-                    events::corrupt_ring(Ring::Incoming, &corrupt);
                     // The ring is unusable from here: no completion can come.
                     self.shared.fail_transactions();
-                    failure = Some(ChannelError::Corrupt(corrupt));
+                    failure = Some(events::traced(Ring::Incoming, corrupt));
                     break;
                 }
                 Err(other) => {
@@ -332,7 +331,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             // Closing is read before the last look at the ring: a peer that
             // commits and then closes has its last packets seen here.
             let closed = self.signal.notifier().is_closed();
-            if !self.ring.prepare_to_sleep().map_err(corrupt_incoming)? {
+            if !self.ring.prepare_to_sleep().map_err(|error| events::traced(Ring::Incoming, error))? {
                 continue;
             }
             if closed {
@@ -411,7 +410,8 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
         if receive {
             self.signal.receive();
         }
-        Ok(self.signal.notifier().is_closed() && !self.ring.has_data().map_err(corrupt_incoming)?)
+        Ok(self.signal.notifier().is_closed()
+            && !self.ring.has_data().map_err(|error| events::traced(Ring::Incoming, error))?)
     }
 
     /// Reads a batch of up to `max` packets, waiting for the first.
@@ -472,10 +472,4 @@ impl<M, S> Drop for QueueReader<M, S> {
     fn drop(&mut self) {
         self.shared.fail_transactions();
     }
-}
-
-/// A corrupt incoming ring as the queue's error, after its event.
-pub(super) fn corrupt_incoming(error: vmbus_ring::CorruptError) -> ChannelError {
-    events::corrupt_ring(Ring::Incoming, &error);
-    ChannelError::Corrupt(error)
 }

@@ -74,7 +74,7 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
     /// ```
     pub fn unstick(&mut self) -> Result<bool, ChannelError> {
         let stuck = reader_should_be_awake(self.writer.ring.memory()) || self.reader.ring.writer_missed_signal();
-        if self.reader.ring.has_data().map_err(super::reader::corrupt_incoming)?
+        if self.reader.ring.has_data().map_err(|error| events::traced(Ring::Incoming, error))?
             || writer_should_be_awake(self.writer.ring.memory())
         {
             self.reader.signal.notifier().notify();
@@ -122,7 +122,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
     /// has packets of ours it has not read), and wakes this half's waiters
     /// if packets are waiting. Returns whether it signalled the peer.
     pub fn unstick(&mut self) -> Result<bool, ChannelError> {
-        if self.ring.has_data().map_err(super::reader::corrupt_incoming)? {
+        if self.ring.has_data().map_err(|error| events::traced(Ring::Incoming, error))? {
             self.signal.notifier().notify();
         }
         let stuck = self.ring.writer_missed_signal()

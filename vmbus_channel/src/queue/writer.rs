@@ -49,7 +49,7 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             self.signal.receive();
             self.check_open()?;
         }
-        written.map_err(traced)
+        written.map_err(|error| events::traced(Ring::Outgoing, error))
     }
 
     /// Writes `packets` in order, committing as few times as the space
@@ -127,10 +127,10 @@ impl<M: RingMem, S: Signal> QueueWriter<M, S> {
             let needed = match outcome {
                 Ok(()) => return Poll::Ready(Ok(())),
                 Err(ChannelError::Full { needed, .. }) => needed,
-                Err(error) => return Poll::Ready(Err(traced(error))),
+                Err(error) => return Poll::Ready(Err(events::traced(Ring::Outgoing, error))),
             };
             Counters::add(&self.shared.counters.ring_full, 1);
-            if self.ring.set_pending_send_size(needed).map_err(|error| traced(error.into()))? {
+            if self.ring.set_pending_send_size(needed).map_err(|error| events::traced(Ring::Outgoing, error))? {
                 continue;
             }
             if !self.waiting_for_space {
@@ -255,12 +255,4 @@ fn write_counted<M: RingMem>(
     sent.packets += 1;
     sent.bytes += payload.iter().map(|piece| piece.len() as u64).sum::<u64>();
     Ok(())
-}
-
-/// `error`, after emitting the corrupt-ring event if it is one.
-fn traced(error: ChannelError) -> ChannelError {
-    if let ChannelError::Corrupt(corrupt) = &error {
-        events::corrupt_ring(Ring::Outgoing, corrupt);
-    }
-    error
 }
