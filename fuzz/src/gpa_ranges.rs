@@ -32,7 +32,7 @@ use crate::{take_u16, take_u32, take_u64, take_u8};
 use vmbus_ring::wire::U64;
 use vmbus_ring::{
     gpa_direct_size, pages_spanned, FlatRingMem, GpaRangeBuf, GpaRangeError, GpaRanges, IncomingRing, OutgoingPacket,
-    OutgoingRing, PacketKind, WriteError, MAX_GPA_WORDS,
+    OutgoingRing, OwnedPacketKind, WriteError, MAX_GPA_WORDS,
 };
 use zerocopy::FromBytes;
 
@@ -227,7 +227,7 @@ fn build(mut input: &[u8]) {
             let mut reader = IncomingRing::new(mem).unwrap();
             let mut batch = reader.read_batch();
             let packet = batch.next().expect("reading the GPA-direct packet back").expect("a packet");
-            assert_eq!(packet.kind, PacketKind::GpaDirect(buf));
+            assert_eq!(batch.owned_kind(&packet), Ok(OwnedPacketKind::GpaDirect(buf)));
             let _ = batch.commit();
         }
     }

@@ -8,7 +8,7 @@
 //! any of which the reader may report.
 
 use vmbus_ring::{
-    Field, GpaRangeBuf, IncomingPacket, PacketKind, PayloadRange, TransferPageRange, TransferPages, UnsupportedPacket,
+    Field, GpaRangeBuf, IncomingPacket, OwnedPacketKind, PayloadRange, TransferPageRange, UnsupportedPacket,
 };
 
 /// Bytes per ring page and GPA page.
@@ -134,10 +134,34 @@ pub enum Expected {
     /// taking `size` ring bytes, footer included.
     Packet {
         /// The packet as the reader must hand it out.
-        result: Result<IncomingPacket, UnsupportedPacket>,
+        result: Result<ExpectedPacket, UnsupportedPacket>,
         /// Its size in the ring.
         size: u32,
     },
+}
+
+/// A packet as the reader must hand it out, with its range list as the
+/// batch must give it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedPacket {
+    /// Data-area offset where the packet starts.
+    pub offset: u32,
+    /// Transaction id.
+    pub transaction_id: u64,
+    /// Whether the sender asked for a completion.
+    pub completion_requested: bool,
+    /// Kind, type-specific header and range list.
+    pub kind: OwnedPacketKind,
+    /// Where the payload lies.
+    pub payload: PayloadRange,
+}
+
+impl ExpectedPacket {
+    /// What the reader handed out: `packet`, with `kind` read through its batch.
+    pub fn read(packet: &IncomingPacket, kind: OwnedPacketKind) -> Self {
+        let IncomingPacket { offset, transaction_id, completion_requested, payload, .. } = *packet;
+        Self { offset, transaction_id, completion_requested, kind, payload }
+    }
 }
 
 /// Every field the type-specific checks can name.
@@ -183,8 +207,8 @@ pub fn packet_at(area: &[u8], write: u32, at: u32) -> Expected {
     let header_at = advance(data_len, at, DESCRIPTOR);
     let list_at = advance(data_len, at, DESCRIPTOR + TYPE_HEADER);
     let kind = match packet_type {
-        6 => PacketKind::InBand,
-        11 => PacketKind::Completion,
+        6 => OwnedPacketKind::InBand,
+        11 => OwnedPacketKind::Completion,
         7 | 9 if room < TYPE_HEADER => return Expected::Corrupt(vec![Field::DataOffset8]),
         7 => {
             let header = wrapped(area, header_at, TYPE_HEADER as usize);
@@ -202,7 +226,7 @@ pub fn packet_at(area: &[u8], write: u32, at: u32) -> Expected {
                     TransferPageRange::new(byte_count, byte_offset)
                 })
                 .collect();
-            PacketKind::TransferPages(TransferPages { set_id, sender_owns_set: header[2] != 0, ranges: ranges.into() })
+            OwnedPacketKind::TransferPages { set_id, sender_owns_set: header[2] != 0, ranges }
         }
         9 => {
             let header = wrapped(area, header_at, TYPE_HEADER as usize);
@@ -213,7 +237,7 @@ pub fn packet_at(area: &[u8], write: u32, at: u32) -> Expected {
             let bytes = wrapped(area, list_at, (room - TYPE_HEADER) as usize);
             let words: Vec<u64> = bytes.chunks_exact(8).map(|w| u64::from_le_bytes(w.try_into().unwrap())).collect();
             match parse_gpa(&words, count) {
-                Ok(list) => PacketKind::GpaDirect(list.to_buf()),
+                Ok(list) => OwnedPacketKind::GpaDirect(list.to_buf()),
                 Err(fields) => return Expected::Corrupt(fields),
             }
         }
@@ -223,6 +247,6 @@ pub fn packet_at(area: &[u8], write: u32, at: u32) -> Expected {
         }
     };
     let completion_requested = flags & 1 != 0;
-    let packet = IncomingPacket { offset: at, transaction_id, completion_requested, kind, payload };
+    let packet = ExpectedPacket { offset: at, transaction_id, completion_requested, kind, payload };
     Expected::Packet { result: Ok(packet), size }
 }

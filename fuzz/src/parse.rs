@@ -42,11 +42,11 @@
 //! - `RingDump::decode` of the same memory lists the same packets and stops
 //!   where and how the reader stopped.
 
-use crate::oracle::{self, Expected};
+use crate::oracle::{self, Expected, ExpectedPacket};
 use std::sync::atomic::Ordering;
 use vmbus_ring::{
     ring_image, ControlWord, DumpEnd, FlatRingMem, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout,
-    OpenError, PacketKind, PagedRingMem, ReadError, RingDump, RingMem, SharedRegion,
+    OpenError, OwnedPacketKind, PagedRingMem, ReadError, RingDump, RingMem, SharedRegion,
 };
 
 /// Bytes before the data bytes.
@@ -263,7 +263,7 @@ fn check<M: RingMem + Clone>(mem: M, input: &RingInput<'_>) {
     let bound = data_len as usize / 24 + 2;
     let mut cursor = read;
     let mut consumed = 0u32;
-    let mut seen: Vec<(u32, Option<PacketKind>)> = Vec::new();
+    let mut seen: Vec<(u32, Option<OwnedPacketKind>)> = Vec::new();
     let mut batch = ring.read_batch();
     let stop = loop {
         assert!(seen.len() < bound, "the reader handed out {} packets from {readable} bytes", seen.len());
@@ -283,8 +283,9 @@ fn check<M: RingMem + Clone>(mem: M, input: &RingInput<'_>) {
             (Expected::Packet { result, size }, _) => {
                 let payload = match (&result, &got) {
                     (Ok(expected), Ok(Some(packet))) => {
-                        assert_eq!(packet, expected, "at {cursor:#x}");
-                        seen.push((packet.offset, Some(packet.kind.clone())));
+                        let kind = batch.owned_kind(packet).expect("a packet's own range list");
+                        assert_eq!(&ExpectedPacket::read(packet, kind.clone()), expected, "at {cursor:#x}");
+                        seen.push((packet.offset, Some(kind)));
                         packet.payload
                     }
                     (Err(expected), Err(ReadError::Unsupported(packet))) => {

@@ -43,7 +43,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use vmbus_ring::{
     ring_image, ControlWord, FlatRingMem, GpaRangeBuf, HeapRingPages, IncomingRing, MappedRingMem, MappingLayout,
-    OutgoingPacket, OutgoingRing, PacketKind, PagedRingMem, ReadBatch, RingMem, TransferPageRange, WriteBatch,
+    OutgoingPacket, OutgoingRing, OwnedPacketKind, PagedRingMem, ReadBatch, RingMem, TransferPageRange, WriteBatch,
     WriteError,
 };
 
@@ -601,15 +601,19 @@ fn read_packet<M: RingMem>(batch: &ReadBatch<'_, M>, packet: vmbus_ring::Incomin
     if let Err(error) = batch.read_payload(packet.payload, 0, &mut payload) {
         return Outcome::Error(format!("read payload: {error}"));
     }
-    let kind = match packet.kind {
-        PacketKind::InBand => ReadKind::InBand,
-        PacketKind::Completion => ReadKind::Completion,
-        PacketKind::TransferPages(pages) => ReadKind::TransferPages {
-            set_id: pages.set_id,
-            sender_owns_set: pages.sender_owns_set,
-            ranges: pages.ranges.iter().map(|r| (r.byte_count.get(), r.byte_offset.get())).collect(),
+    let owned = match batch.owned_kind(&packet) {
+        Ok(owned) => owned,
+        Err(error) => return Outcome::Error(format!("read ranges: {error}")),
+    };
+    let kind = match owned {
+        OwnedPacketKind::InBand => ReadKind::InBand,
+        OwnedPacketKind::Completion => ReadKind::Completion,
+        OwnedPacketKind::TransferPages { set_id, sender_owns_set, ranges } => ReadKind::TransferPages {
+            set_id,
+            sender_owns_set,
+            ranges: ranges.iter().map(|r| (r.byte_count.get(), r.byte_offset.get())).collect(),
         },
-        PacketKind::GpaDirect(ranges) => ReadKind::GpaDirect {
+        OwnedPacketKind::GpaDirect(ranges) => ReadKind::GpaDirect {
             ranges: ranges.ranges().iter().map(|r| (r.byte_count, r.byte_offset, r.page_numbers().collect())).collect(),
         },
     };

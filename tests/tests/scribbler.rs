@@ -21,8 +21,8 @@ use vmbus_channel::{ChannelError, InProcessSignal, Queue, RawChannel};
 use vmbus_hostile_tests::model::payload_bytes;
 use vmbus_ring::{
     pages_spanned, wire, ControlPage, ControlWord, FlatRingMem, GpaRangeBuf, IncomingPacket, IncomingRing,
-    OutgoingPacket, OutgoingRing, PacketKind, PayloadRange, ReadError, RingDump, RingMem, RingState, TransferPageRange,
-    WriteError,
+    OutgoingPacket, OutgoingRing, OwnedPacketKind, PayloadRange, ReadError, RingDump, RingMem, RingState,
+    TransferPageRange, WriteError,
 };
 
 const DATA_LEN: usize = 2 * 4096;
@@ -235,15 +235,18 @@ fn check_range(range: PayloadRange, data_len: usize, what: &str) {
     assert!(range.len() <= data_len, "{what}: payload of {} bytes larger than the data area", range.len());
 }
 
-/// Asserts that a packet handed out is consistent with the wire rules.
-fn check_packet(packet: &IncomingPacket, data_len: usize) {
+/// Asserts that a packet handed out, with its range list (`kind`, read
+/// through its batch), is consistent with the wire rules.
+fn check_packet(packet: &IncomingPacket, kind: &OwnedPacketKind, data_len: usize) {
     assert!((packet.offset as usize) < data_len, "packet offset {} outside the data area", packet.offset);
     assert_eq!(packet.offset % 8, 0, "packet offset {} not 8-aligned", packet.offset);
     check_range(packet.payload, data_len, "packet");
-    match &packet.kind {
-        PacketKind::InBand | PacketKind::Completion => {}
-        PacketKind::TransferPages(pages) => assert!(pages.ranges.len() * 8 < data_len, "{} ranges", pages.ranges.len()),
-        PacketKind::GpaDirect(ranges) => {
+    match kind {
+        OwnedPacketKind::InBand | OwnedPacketKind::Completion => {}
+        OwnedPacketKind::TransferPages { ranges, .. } => {
+            assert!(ranges.len() * 8 < data_len, "{} ranges", ranges.len())
+        }
+        OwnedPacketKind::GpaDirect(ranges) => {
             assert!(!ranges.is_empty(), "a GPA-direct packet without ranges was handed out");
             assert!(ranges.words().len() * 8 < data_len, "{} GPA words", ranges.words().len());
             let mut count = 0;
@@ -381,7 +384,8 @@ impl<M: RingMem + Clone> End<M> {
         for _ in 0..self.rng.usize(1..=8) {
             match batch.next() {
                 Ok(Some(packet)) => {
-                    check_packet(&packet, data_len);
+                    let kind = batch.owned_kind(&packet).expect("a packet's own range list is readable");
+                    check_packet(&packet, &kind, data_len);
                     let mut payload = vec![0; packet.payload.len()];
                     batch.read_payload(packet.payload, 0, &mut payload).expect("a packet's own payload is readable");
                     self.stats.packets_read += 1;
@@ -508,13 +512,14 @@ fn clean_exchange(a_to_b: &FlatRingMem, b_to_a: &FlatRingMem, count: u64) {
             let packet = batch.next().expect("the packet just written").expect("a packet");
             assert_eq!(packet.transaction_id, id);
             assert_eq!(packet.completion_requested, id % 3 == 0);
-            let kind_ok = match (id % 4, &packet.kind) {
-                (0, PacketKind::InBand) | (1, PacketKind::Completion) => true,
-                (2, PacketKind::TransferPages(pages)) => pages.ranges[..] == sent.transfer[..],
-                (3, PacketKind::GpaDirect(ranges)) => ranges == &sent.gpa,
+            let kind = batch.owned_kind(&packet).expect("the packet's own range list");
+            let kind_ok = match (id % 4, &kind) {
+                (0, OwnedPacketKind::InBand) | (1, OwnedPacketKind::Completion) => true,
+                (2, OwnedPacketKind::TransferPages { ranges, .. }) => ranges[..] == sent.transfer[..],
+                (3, OwnedPacketKind::GpaDirect(ranges)) => ranges == &sent.gpa,
                 _ => false,
             };
-            assert!(kind_ok, "{forward}: packet {id} came back as {:?}", packet.kind);
+            assert!(kind_ok, "{forward}: packet {id} came back as {kind:?}");
             let mut payload = vec![0; packet.payload.len()];
             batch.read_payload(packet.payload, 0, &mut payload).unwrap();
             assert_eq!(&payload[..sent.payload.len()], &sent.payload[..], "{forward}: packet {id} payload");
@@ -634,7 +639,7 @@ fn queue_end(
             }
         } else {
             let result = queue.reader_mut().try_read_batch(rng.usize(1..8), |packet, payload| {
-                check_packet(packet, data_len);
+                check_packet(packet, &payload.owned_kind(), data_len);
                 assert_eq!(payload.to_vec().len(), packet.payload.len());
             });
             match result {

@@ -27,7 +27,7 @@ use vmbus_channel::{
     Signal, SignalFds, SocketSignal,
 };
 use vmbus_ring::{
-    GpaRangeBuf, MappedRingMem, MappingLayout, OutgoingPacket, PacketKind, TransferPageRange, TransferPages,
+    GpaRangeBuf, MappedRingMem, MappingLayout, OutgoingPacket, OwnedPacketKind, PacketKind, TransferPageRange,
 };
 
 /// Where a child test connects; set only for child processes.
@@ -306,16 +306,16 @@ fn check_packet(packet: &Packet, side: u8, seq: u64) {
     assert_eq!(header.transaction_id, seq, "transaction id");
     let round = seq - seq % 4;
     let expected_kind = match seq % 4 {
-        0 => PacketKind::InBand,
-        1 => PacketKind::Completion,
-        2 => PacketKind::TransferPages(TransferPages {
+        0 => OwnedPacketKind::InBand,
+        1 => OwnedPacketKind::Completion,
+        2 => OwnedPacketKind::TransferPages {
             set_id: 3,
             sender_owns_set: round.is_multiple_of(8),
             ranges: transfer_ranges(seq).into_iter().collect(),
-        }),
-        _ => PacketKind::GpaDirect(gpa_ranges(seq)),
+        },
+        _ => OwnedPacketKind::GpaDirect(gpa_ranges(seq)),
     };
-    assert_eq!(header.kind, expected_kind, "kind of packet {seq}");
+    assert_eq!(packet.kind, expected_kind, "kind of packet {seq}");
     assert_eq!(header.completion_requested, seq.is_multiple_of(4), "completion flag of packet {seq}");
     let expected = payload(side, seq);
     assert_eq!(packet.payload.len(), expected.len().next_multiple_of(8), "padded length of packet {seq}");

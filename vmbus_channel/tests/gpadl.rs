@@ -9,7 +9,10 @@ use vmbus_channel::{
     gpadl_rings, ChannelError, GpadlError, GpadlRing, GuestRingMem, InProcessSignal, Packet, Queue, RawChannel, Side,
 };
 use vmbus_ring::wire::MAX_DATA_LEN;
-use vmbus_ring::{CorruptError, Field, GpaRangeBuf, OpenError, OutgoingPacket, PacketKind, RingMem, TransferPageRange};
+use vmbus_ring::{
+    CorruptError, Field, GpaRangeBuf, OpenError, OutgoingPacket, OwnedPacketKind, PacketKind, RingMem,
+    TransferPageRange,
+};
 
 const PAGE: usize = 4096;
 
@@ -107,14 +110,14 @@ impl TestPacket {
         let header = &received.header;
         assert_eq!(header.transaction_id, self.id);
         assert_eq!(header.completion_requested, self.completion_requested);
-        match (&self.kind, &header.kind) {
-            (Kind::InBand, PacketKind::InBand) | (Kind::Completion, PacketKind::Completion) => {}
-            (Kind::TransferPages(sent), PacketKind::TransferPages(got)) => {
-                assert_eq!(got.set_id, 7);
-                assert_eq!(got.sender_owns_set, self.id.is_multiple_of(2));
-                assert_eq!(&got.ranges[..], &sent[..]);
+        match (&self.kind, &received.kind) {
+            (Kind::InBand, OwnedPacketKind::InBand) | (Kind::Completion, OwnedPacketKind::Completion) => {}
+            (Kind::TransferPages(sent), OwnedPacketKind::TransferPages { set_id, sender_owns_set, ranges }) => {
+                assert_eq!(*set_id, 7);
+                assert_eq!(*sender_owns_set, self.id.is_multiple_of(2));
+                assert_eq!(&ranges[..], &sent[..]);
             }
-            (Kind::GpaDirect(sent), PacketKind::GpaDirect(got)) => assert_eq!(got, sent),
+            (Kind::GpaDirect(sent), OwnedPacketKind::GpaDirect(got)) => assert_eq!(got, sent),
             (sent, got) => panic!("sent {sent:?}, received {got:?}"),
         }
         let len = self.payload.len();

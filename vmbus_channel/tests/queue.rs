@@ -17,8 +17,8 @@ use vmbus_channel::{
     block_on, connected_pair, ChannelError, InProcessSignal, Packet, PacketWithPayload, Queue, RawChannel,
 };
 use vmbus_ring::{
-    in_band_size, ControlPage, ControlWord, FlatRingMem, GpaRangeBuf, OutgoingPacket, PacketKind, RingMem, RingState,
-    TransferPageRange, WriteError,
+    in_band_size, ControlPage, ControlWord, FlatRingMem, GpaRangeBuf, OutgoingPacket, OwnedPacketKind, PacketKind,
+    RingMem, RingState, TransferPageRange, WriteError,
 };
 
 // ---------------------------------------------------------------------------
@@ -112,12 +112,14 @@ fn transfer_page_packets_keep_set_and_ranges_both_ways() {
         for forward in [true, false] {
             let received = round_trip(&mut host, &mut guest, forward, &packet, bytes);
             assert_eq!(received.header.transaction_id, round as u64 + 50);
-            let PacketKind::TransferPages(pages) = &received.header.kind else {
-                panic!("expected transfer pages, got {:?}", received.header.kind);
+            let OwnedPacketKind::TransferPages { set_id: got_set, sender_owns_set: got_owns, ranges: got } =
+                &received.kind
+            else {
+                panic!("expected transfer pages, got {:?}", received.kind);
             };
-            assert_eq!(pages.set_id, set_id);
-            assert_eq!(pages.sender_owns_set, owns);
-            assert_eq!(pages.ranges.as_slice(), ranges);
+            assert_eq!(*got_set, set_id);
+            assert_eq!(*got_owns, owns);
+            assert_eq!(got.as_slice(), ranges);
             assert_payload(&received.payload, bytes);
         }
     }
@@ -140,8 +142,8 @@ fn gpa_direct_packets_keep_ranges_both_ways() {
             let received = round_trip(&mut host, &mut guest, forward, &packet, bytes);
             assert_eq!(received.header.transaction_id, round as u64 + 9);
             assert!(received.header.completion_requested);
-            let PacketKind::GpaDirect(got) = &received.header.kind else {
-                panic!("expected GPA direct, got {:?}", received.header.kind);
+            let OwnedPacketKind::GpaDirect(got) = &received.kind else {
+                panic!("expected GPA direct, got {:?}", received.kind);
             };
             assert_eq!(got, ranges);
             let got: Vec<_> = got
@@ -180,17 +182,13 @@ fn mixed_packet_types_in_one_batch_arrive_in_order() {
         let packet = guest.reader_mut().try_read().unwrap().expect("four packets were written");
         assert_eq!(packet.header.transaction_id, id as u64);
         assert_payload(&packet.payload, body);
-        kinds.push(std::mem::discriminant(&packet.header.kind));
+        kinds.push(std::mem::discriminant(&packet.kind));
     }
     let expected = [
-        PacketKind::InBand,
-        PacketKind::Completion,
-        PacketKind::TransferPages(vmbus_ring::TransferPages {
-            set_id: 4,
-            sender_owns_set: false,
-            ranges: pages.iter().copied().collect(),
-        }),
-        PacketKind::GpaDirect(gpa.clone()),
+        OwnedPacketKind::InBand,
+        OwnedPacketKind::Completion,
+        OwnedPacketKind::TransferPages { set_id: 4, sender_owns_set: false, ranges: pages.to_vec() },
+        OwnedPacketKind::GpaDirect(gpa.clone()),
     ];
     assert_eq!(kinds, expected.iter().map(std::mem::discriminant).collect::<Vec<_>>());
     assert_eq!(guest.reader_mut().try_read(), Ok(None));

@@ -204,7 +204,7 @@ mod eventfd {
     use super::*;
     use common::{assert_payload, payload, sizes, PAGE};
     use vmbus_channel::{ChannelError, EventFdSignal, Queue, RawChannel};
-    use vmbus_ring::{FlatRingMem, GpaRangeBuf, OutgoingPacket, PacketKind, TransferPageRange};
+    use vmbus_ring::{FlatRingMem, GpaRangeBuf, OutgoingPacket, OwnedPacketKind, PacketKind, TransferPageRange};
 
     fn pair() -> (EventFdSignal, EventFdSignal) {
         EventFdSignal::pair().unwrap()
@@ -305,12 +305,12 @@ mod eventfd {
             let received = to.reader_mut().read_blocking().unwrap();
             assert_eq!(received.header.transaction_id, packet.transaction_id);
             assert_eq!(received.header.completion_requested, packet.completion_requested);
-            match (&received.header.kind, packet.transaction_id) {
-                (PacketKind::InBand, 1) | (PacketKind::Completion, 2) => {}
-                (PacketKind::TransferPages(got), 3) => {
-                    assert_eq!((got.set_id, got.sender_owns_set, got.ranges.as_slice()), (9, true, &pages[..]));
+            match (&received.kind, packet.transaction_id) {
+                (OwnedPacketKind::InBand, 1) | (OwnedPacketKind::Completion, 2) => {}
+                (OwnedPacketKind::TransferPages { set_id, sender_owns_set, ranges }, 3) => {
+                    assert_eq!((*set_id, *sender_owns_set, ranges.as_slice()), (9, true, &pages[..]));
                 }
-                (PacketKind::GpaDirect(got), 4) => assert_eq!(got, &gpa),
+                (OwnedPacketKind::GpaDirect(got), 4) => assert_eq!(got, &gpa),
                 (kind, id) => panic!("packet {id} arrived as {kind:?}"),
             }
             assert_payload(&received.payload, body);

@@ -220,4 +220,8 @@ pub enum PayloadError {
     /// from another ring, or from [`PayloadRange::new`](crate::PayloadRange::new).
     #[error("the payload range was not handed out by this batch")]
     NotFromThisBatch,
+    /// The packet carries no range list of the kind asked for: GPA ranges
+    /// of a packet that is not GPA-direct, say.
+    #[error("the packet carries no range list of that kind")]
+    NoSuchRanges,
 }

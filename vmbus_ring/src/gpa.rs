@@ -87,6 +87,13 @@ impl<'a> GpaRanges<'a> {
         Ok(Self { words: &words[..used], count })
     }
 
+    /// A list that [`parse`](Self::parse) accepted before, of `count`
+    /// ranges taking exactly `words`: not checked again. (Were it not valid,
+    /// iterating would still stop at the end of `words`, without a panic.)
+    pub(crate) fn parsed_before(words: &'a [U64], count: u32) -> Self {
+        Self { words, count }
+    }
+
     /// Number of ranges.
     pub fn len(&self) -> usize {
         self.count as usize
@@ -234,14 +241,6 @@ impl GpaRangeBuf {
     /// A borrowed view, for iterating or writing into a packet.
     pub fn ranges(&self) -> GpaRanges<'_> {
         GpaRanges { words: &self.words, count: self.count }
-    }
-
-    /// Takes `words` read from a packet and keeps the `count` ranges that
-    /// validate, dropping any words after them.
-    pub(crate) fn from_words(mut words: SmallVec<[U64; 8]>, count: u32) -> Result<Self, CorruptError> {
-        let used = GpaRanges::parse(&words, count)?.words.len();
-        words.truncate(used);
-        Ok(Self { words, count })
     }
 }
 

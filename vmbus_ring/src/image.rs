@@ -11,7 +11,7 @@
 use crate::incoming::IncomingRing;
 use crate::index;
 use crate::memory::{ControlPage, ControlWord, RingMem};
-use crate::packet::PacketKind;
+use crate::packet::OwnedPacketKind;
 use crate::state::OrCorrupt;
 use crate::wire::{
     packet_type, PacketDescriptor, PacketFooter, FLAG_COMPLETION_REQUESTED, PACKET_ALIGNMENT, PAGE_SIZE,
@@ -235,7 +235,9 @@ impl RingDump {
         let mut batch = ring.read_batch();
         let end = loop {
             let (offset, kind) = match batch.next() {
-                Ok(Some(packet)) => (packet.offset, Some(packet.kind)),
+                // The copy is private and the packet this batch's own, so
+                // its range list is there.
+                Ok(Some(packet)) => (packet.offset, batch.owned_kind(&packet).ok()),
                 Err(ReadError::Unsupported(packet)) => (packet.offset, None),
                 Ok(None) => break DumpEnd::Clean,
                 Err(ReadError::Corrupt(error)) => break DumpEnd::CorruptPacket { offset: cursor, error },
@@ -291,11 +293,11 @@ fn snapshot(mem: &impl RingMem) -> Result<FlatRingMem, OpenError> {
 /// `wraps` marks a packet that runs past the end of the data area to its start.
 ///
 /// ```
-/// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing, PacketKind, RingDump};
+/// use vmbus_ring::{FlatRingMem, OutgoingPacket, OutgoingRing, OwnedPacketKind, RingDump};
 /// let mem = FlatRingMem::new(4096).unwrap();
 /// OutgoingRing::new(mem.clone()).unwrap().write(&OutgoingPacket::completion(9), &[&[0; 20]]).unwrap();
 /// let record = &RingDump::decode(&mem).packets[0];
-/// assert_eq!(record.kind, Some(PacketKind::Completion));
+/// assert_eq!(record.kind, Some(OwnedPacketKind::Completion));
 /// assert_eq!((record.header_len(), record.payload_len(), record.size()), (0, 24, 48));
 /// assert_eq!(
 ///     record.to_string(),
@@ -318,14 +320,14 @@ pub struct PacketRecord {
     pub transaction_id: u64,
     /// The kind and type-specific header, as the reader parsed them; `None`
     /// for a type the reader does not parse (listed and skipped).
-    pub kind: Option<PacketKind>,
+    pub kind: Option<OwnedPacketKind>,
     /// Whether the packet, footer included, runs past the end of the data
     /// area and continues at its start.
     pub wraps: bool,
 }
 
 impl PacketRecord {
-    fn new(offset: u32, descriptor: &PacketDescriptor, kind: Option<PacketKind>, data_len: u32) -> Self {
+    fn new(offset: u32, descriptor: &PacketDescriptor, kind: Option<OwnedPacketKind>, data_len: u32) -> Self {
         let mut record = Self {
             offset,
             packet_type: descriptor.packet_type.get(),
@@ -392,19 +394,19 @@ impl fmt::Display for PacketRecord {
             f.write_str(", wraps")?;
         }
         match &self.kind {
-            Some(PacketKind::TransferPages(pages)) => {
-                write!(f, ", set {}", pages.set_id)?;
-                if pages.sender_owns_set {
+            Some(OwnedPacketKind::TransferPages { set_id, sender_owns_set, ranges }) => {
+                write!(f, ", set {set_id}")?;
+                if *sender_owns_set {
                     f.write_str(" (sender owns it)")?;
                 }
                 f.write_str(", ranges [")?;
-                for (i, range) in pages.ranges.iter().enumerate() {
+                for (i, range) in ranges.iter().enumerate() {
                     let separator = if i == 0 { "" } else { ", " };
                     write!(f, "{separator}{} bytes at {:#x}", range.byte_count.get(), range.byte_offset.get())?;
                 }
                 f.write_str("]")
             }
-            Some(PacketKind::GpaDirect(ranges)) => {
+            Some(OwnedPacketKind::GpaDirect(ranges)) => {
                 f.write_str(", ranges [")?;
                 for (i, range) in ranges.ranges().iter().enumerate() {
                     let separator = if i == 0 { "" } else { ", " };
@@ -416,7 +418,7 @@ impl fmt::Display for PacketRecord {
                 }
                 f.write_str("]")
             }
-            Some(PacketKind::InBand | PacketKind::Completion) | None => Ok(()),
+            Some(OwnedPacketKind::InBand | OwnedPacketKind::Completion) | None => Ok(()),
         }
     }
 }

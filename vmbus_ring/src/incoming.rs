@@ -2,17 +2,18 @@
 
 use crate::batch_id::{BatchId, BatchIds};
 use crate::error::{PayloadError, UnsupportedPacket};
-use crate::gpa::GpaRangeBuf;
+use crate::gpa::{GpaRangeBuf, GpaRanges};
 use crate::memory::{check_data_len, ControlWord, RingMem};
-use crate::packet::{IncomingPacket, PacketKind, PayloadRange, TransferPages};
+use crate::packet::{IncomingPacket, OwnedPacketKind, PacketKind, PayloadRange, RangeList, TransferPages};
 use crate::wire::{
     packet_type, GpaDirectHeader, PacketDescriptor, PacketFooter, TransferPageHeader, TransferPageRange,
     FLAG_COMPLETION_REQUESTED, KNOWN_FLAGS, PACKET_ALIGNMENT,
 };
 use crate::{index, signal, CorruptError, Field, OpenError, ReadError, RingState};
+use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use smallvec::SmallVec;
-use zerocopy::{FromBytes, FromZeros, IntoBytes};
+use zerocopy::little_endian::U64;
+use zerocopy::{FromBytes, IntoBytes};
 
 const DESCRIPTOR_LEN: u32 = size_of::<PacketDescriptor>() as u32;
 const TYPE_HEADER_LEN: u32 = 8;
@@ -51,6 +52,10 @@ pub struct IncomingRing<M> {
     /// [`signal_every_commit`](Self::signal_every_commit).
     signal_every_commit: bool,
     batch_ids: BatchIds,
+    /// The range lists of the packets the current batch has read, copied
+    /// out of the ring once and validated; reused from batch to batch, so
+    /// it allocates only while it grows to the largest batch's lists.
+    range_words: Vec<U64>,
 }
 
 impl<M: RingMem> IncomingRing<M> {
@@ -62,7 +67,15 @@ impl<M: RingMem> IncomingRing<M> {
         let read_index = index::check(mem.load(ControlWord::ReadIndex, Ordering::Relaxed), data_len, Field::ReadIndex)?;
         let write_index =
             index::check(mem.load(ControlWord::WriteIndex, Ordering::Acquire), data_len, Field::WriteIndex)?;
-        Ok(Self { mem, data_len, read_index, write_index, signal_every_commit: false, batch_ids: BatchIds::new() })
+        Ok(Self {
+            mem,
+            data_len,
+            read_index,
+            write_index,
+            signal_every_commit: false,
+            batch_ids: BatchIds::new(),
+            range_words: Vec::new(),
+        })
     }
 
     /// The ring memory.
@@ -85,6 +98,7 @@ impl<M: RingMem> IncomingRing<M> {
     pub fn read_batch(&mut self) -> ReadBatch<'_, M> {
         let cursor = self.read_index;
         let id = self.batch_ids.next();
+        self.range_words.clear();
         ReadBatch { ring: self, cursor, packets: 0, id }
     }
 
@@ -229,7 +243,7 @@ impl<M: RingMem> IncomingRing<M> {
     /// included.
     #[inline]
     fn parse(
-        &self,
+        &mut self,
         at: u32,
         available: u32,
         batch: BatchId,
@@ -287,47 +301,47 @@ impl<M: RingMem> IncomingRing<M> {
         Ok((Ok(IncomingPacket { offset: at, transaction_id, completion_requested, kind, payload }), size))
     }
 
-    /// Reads a transfer-pages header and its ranges from the `room` bytes at `at`.
-    fn transfer_pages(&self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
+    /// Reads a transfer-pages header from the `room` bytes at `at`, and its
+    /// ranges into the batch's copy.
+    fn transfer_pages(&mut self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
         let header: TransferPageHeader = self.type_header(at, room)?;
         let count = header.range_count.get();
         let ranges_len = u64::from(count) * size_of::<TransferPageRange>() as u64;
         if ranges_len > u64::from(room - TYPE_HEADER_LEN) {
             return Err(CorruptError::new(Field::RangeCount, count.into()));
         }
-        let ranges = self.read_items(index::advance(self.data_len, at, TYPE_HEADER_LEN), count as usize);
+        // One 8-byte word per range (`TransferPageRange` is 8 bytes).
+        let start = self.copy_range_words(index::advance(self.data_len, at, TYPE_HEADER_LEN), count);
+        let ranges = RangeList { start, words: count, count };
         Ok(TransferPages { set_id: header.set_id.get(), sender_owns_set: header.sender_owns_set != 0, ranges })
     }
 
-    /// Reads a GPA-direct header and its ranges from the `room` bytes at `at`.
-    fn gpa_direct(&self, at: u32, room: u32) -> Result<GpaRangeBuf, CorruptError> {
+    /// Reads a GPA-direct header from the `room` bytes at `at`, and its
+    /// ranges into the batch's copy, where they are validated.
+    fn gpa_direct(&mut self, at: u32, room: u32) -> Result<RangeList, CorruptError> {
         let header: GpaDirectHeader = self.type_header(at, room)?;
         let count = header.range_count.get();
         if count == 0 {
             return Err(CorruptError::new(Field::RangeCount, 0));
         }
-        let word_count = (room - TYPE_HEADER_LEN) as usize / size_of::<u64>();
-        let words = self.read_items(index::advance(self.data_len, at, TYPE_HEADER_LEN), word_count);
-        GpaRangeBuf::from_words(words, count)
+        let word_count = (room - TYPE_HEADER_LEN) / size_of::<u64>() as u32;
+        let start = self.copy_range_words(index::advance(self.data_len, at, TYPE_HEADER_LEN), word_count);
+        let words = GpaRanges::parse(&self.range_words[start as usize..], count)?.words().len();
+        // Words after the last range are padding: drop them from the copy.
+        self.range_words.truncate(start as usize + words);
+        // `words` is at most `word_count`, a `u32`.
+        Ok(RangeList { start, words: words as u32, count })
     }
 
-    /// `len` wire items read from `at`, in the inline storage of the
-    /// `SmallVec` when they fit there (no heap, and no zero-filling call
-    /// before the copy), on the heap otherwise.
-    #[inline]
-    fn read_items<T, const N: usize>(&self, at: u32, len: usize) -> SmallVec<[T; N]>
-    where
-        T: FromBytes + IntoBytes + Copy,
-    {
-        if len <= N {
-            let mut inline = <[T; N]>::new_zeroed();
-            self.read_into(at, inline[..len].as_mut_bytes());
-            SmallVec::from_buf_and_len(inline, len)
-        } else {
-            let mut items = SmallVec::from_elem(T::new_zeroed(), len);
-            self.read_into(at, items.as_mut_bytes());
-            items
-        }
+    /// Copies `count` 8-byte words from `at` to the end of the batch's copy
+    /// of range lists; returns where they start there. The words lie within
+    /// one packet, so a batch never copies more than the data area holds
+    /// (under 4 GiB, so the positions fit a `u32`).
+    fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {
+        let start = self.range_words.len();
+        self.range_words.resize(start + count as usize, U64::ZERO);
+        self.mem.read_data(at as usize, self.range_words[start..].as_mut_bytes());
+        start as u32
     }
 
     /// Reads the 8-byte type-specific header at `at`, which must fit in `room`.
@@ -398,6 +412,78 @@ impl<M: RingMem> ReadBatch<'_, M> {
         let at = index::advance(data_len, payload.offset, offset as u32);
         self.ring.read_into(at, buf);
         Ok(())
+    }
+
+    /// The GPA ranges of `packet`, a GPA-direct packet this batch read: a
+    /// view of the batch's private copy, validated when the packet was read.
+    ///
+    /// [`PayloadError::NotFromThisBatch`] for a packet another batch read,
+    /// [`PayloadError::NoSuchRanges`] for one of another kind.
+    ///
+    /// ```
+    /// use vmbus_ring::{FlatRingMem, GpaRangeBuf, IncomingRing, OutgoingPacket, OutgoingRing};
+    /// let mem = FlatRingMem::new(4096).unwrap();
+    /// let mut ranges = GpaRangeBuf::new();
+    /// ranges.push_contiguous(0x12_3400, 512).unwrap();
+    /// OutgoingRing::new(mem.clone()).unwrap().write(&OutgoingPacket::gpa_direct(5, ranges.ranges()), &[]).unwrap();
+    ///
+    /// let mut reader = IncomingRing::new(mem).unwrap();
+    /// let mut batch = reader.read_batch();
+    /// let packet = batch.next().unwrap().unwrap();
+    /// let range = batch.gpa_ranges(&packet).unwrap().iter().next().unwrap();
+    /// assert_eq!((range.byte_offset, range.byte_count), (0x400, 512));
+    /// assert_eq!(range.page_numbers().collect::<Vec<_>>(), [0x123]);
+    /// ```
+    #[inline]
+    pub fn gpa_ranges(&self, packet: &IncomingPacket) -> Result<GpaRanges<'_>, PayloadError> {
+        let PacketKind::GpaDirect(list) = packet.kind else {
+            return Err(PayloadError::NoSuchRanges);
+        };
+        let words = self.range_words(packet, list)?;
+        Ok(GpaRanges::parsed_before(words, list.count))
+    }
+
+    /// The ranges of `packet`, a transfer-pages packet this batch read: a
+    /// view of the batch's private copy. Errors as for
+    /// [`gpa_ranges`](Self::gpa_ranges).
+    #[inline]
+    pub fn transfer_page_ranges(&self, packet: &IncomingPacket) -> Result<&[TransferPageRange], PayloadError> {
+        let PacketKind::TransferPages(pages) = packet.kind else {
+            return Err(PayloadError::NoSuchRanges);
+        };
+        let words = self.range_words(packet, pages.ranges)?;
+        // Both are 8 bytes without alignment needs, so this cannot fail.
+        <[TransferPageRange]>::ref_from_bytes(words.as_bytes()).map_err(|_| PayloadError::NotFromThisBatch)
+    }
+
+    /// `packet`'s kind with its range list copied, to keep after the batch.
+    /// Errors as for [`gpa_ranges`](Self::gpa_ranges), except that every
+    /// kind has an owned form.
+    pub fn owned_kind(&self, packet: &IncomingPacket) -> Result<OwnedPacketKind, PayloadError> {
+        Ok(match packet.kind {
+            PacketKind::InBand => OwnedPacketKind::InBand,
+            PacketKind::Completion => OwnedPacketKind::Completion,
+            PacketKind::TransferPages(pages) => OwnedPacketKind::TransferPages {
+                set_id: pages.set_id,
+                sender_owns_set: pages.sender_owns_set,
+                ranges: self.transfer_page_ranges(packet)?.to_vec(),
+            },
+            PacketKind::GpaDirect(_) => OwnedPacketKind::GpaDirect(GpaRangeBuf::from(self.gpa_ranges(packet)?)),
+        })
+    }
+
+    /// The words of `list`, a list of `packet`, from this batch's copy.
+    /// A packet from another batch, or one whose list was changed after it
+    /// was read, finds no words there (or not its own: the caller's own
+    /// mistake, never an access outside the copy).
+    #[inline]
+    fn range_words(&self, packet: &IncomingPacket, list: RangeList) -> Result<&[U64], PayloadError> {
+        if packet.payload.batch != self.id {
+            return Err(PayloadError::NotFromThisBatch);
+        }
+        let start = list.start as usize;
+        let end = start.saturating_add(list.words as usize);
+        self.ring.range_words.get(start..end).ok_or(PayloadError::NotFromThisBatch)
     }
 
     /// Packets read in this batch (skipped unsupported ones included).

@@ -98,7 +98,7 @@ pub use memory::{
 pub use outgoing::{OutgoingRing, WriteBatch};
 pub use packet::{
     gpa_direct_size, in_band_size, packet_size, transfer_pages_size, IncomingPacket, OutgoingKind, OutgoingPacket,
-    PacketKind, PayloadRange, TransferPages, MAX_PACKET_SIZE,
+    OwnedPacketKind, PacketKind, PayloadRange, RangeList, TransferPages, MAX_PACKET_SIZE,
 };
 pub use state::RingState;
 pub use wire::TransferPageRange;

@@ -3,8 +3,8 @@
 use crate::batch_id::BatchId;
 use crate::gpa::{GpaRangeBuf, GpaRanges};
 use crate::wire::{PacketDescriptor, PacketFooter, TransferPageRange, PACKET_ALIGNMENT};
+use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
-use smallvec::SmallVec;
 
 /// Largest packet the descriptor can describe, footer included: `length8`
 /// is a `u16` counting 8-byte words.
@@ -68,19 +68,51 @@ impl PayloadRange {
     }
 }
 
+/// Where a received packet's range list lies in the private copy its batch
+/// keeps: read it with [`ReadBatch::gpa_ranges`](crate::ReadBatch::gpa_ranges)
+/// or [`ReadBatch::transfer_page_ranges`](crate::ReadBatch::transfer_page_ranges)
+/// while the batch lives.
+///
+/// The list is copied out of the ring (once, and validated) when the packet
+/// is read, into storage the batch reuses, so a packet stays small and no
+/// list is copied again unless asked for. Two lists are equal when they
+/// have as many ranges at the same place of their batches' copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RangeList {
+    /// First word of the list in the batch's copy.
+    pub(crate) start: u32,
+    /// Words the list takes.
+    pub(crate) words: u32,
+    /// Ranges in the list.
+    pub(crate) count: u32,
+}
+
+impl RangeList {
+    /// Number of ranges.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there are no ranges (a transfer-pages packet may have none;
+    /// a GPA-direct packet never does).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 /// The transfer-pages part of a packet: ranges into a transfer page set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransferPages {
     /// The transfer page set.
     pub set_id: u16,
     /// Whether the sender owns the set.
     pub sender_owns_set: bool,
-    /// The ranges.
-    pub ranges: SmallVec<[TransferPageRange; 4]>,
+    /// The ranges, read through the batch.
+    pub ranges: RangeList,
 }
 
 /// What kind of packet was received, with its type-specific header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacketKind {
     /// In-band data.
     InBand,
@@ -88,13 +120,39 @@ pub enum PacketKind {
     Completion,
     /// Data described by ranges into a transfer page set.
     TransferPages(TransferPages),
+    /// Data described by guest-physical ranges, read through the batch.
+    GpaDirect(RangeList),
+}
+
+/// A received packet's kind with its range list copied out of its batch,
+/// to keep after the batch ends:
+/// [`ReadBatch::owned_kind`](crate::ReadBatch::owned_kind) makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedPacketKind {
+    /// In-band data.
+    InBand,
+    /// A completion.
+    Completion,
+    /// Data described by ranges into a transfer page set.
+    TransferPages {
+        /// The transfer page set.
+        set_id: u16,
+        /// Whether the sender owns the set.
+        sender_owns_set: bool,
+        /// The ranges.
+        ranges: Vec<TransferPageRange>,
+    },
     /// Data described by guest-physical ranges.
     GpaDirect(GpaRangeBuf),
 }
 
 /// A received packet, validated. The header fields are private copies; the
-/// payload stays in the ring until the batch is committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// payload, and the range list of a transfer-pages or GPA-direct packet, are
+/// read through the batch that read the packet.
+///
+/// Small (at most 48 bytes) and `Copy`, so that handing one out costs a few
+/// register moves, whatever its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IncomingPacket {
     /// Data-area offset where the packet starts.
     pub offset: u32,
@@ -107,6 +165,8 @@ pub struct IncomingPacket {
     /// Where the payload lies.
     pub payload: PayloadRange,
 }
+
+const _: () = assert!(size_of::<IncomingPacket>() <= 48);
 
 /// What kind of packet to send, with its type-specific header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

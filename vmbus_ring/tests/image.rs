@@ -8,7 +8,8 @@ use common::{endpoints_at, AnyMem, PAGE};
 use std::sync::atomic::Ordering;
 use vmbus_ring::{
     load_image, ring_image, ControlPage, ControlWord, CorruptError, DumpEnd, Field, FlatRingMem, GpaRangeBuf,
-    IncomingRing, OpenError, OutgoingPacket, OutgoingRing, PacketKind, ReadError, RingDump, RingMem, TransferPageRange,
+    IncomingRing, OpenError, OutgoingPacket, OutgoingRing, OwnedPacketKind, ReadError, RingDump, RingMem,
+    TransferPageRange,
 };
 
 /// The offsets and transaction ids of the packets [`tour`] leaves unread.
@@ -99,18 +100,20 @@ fn records_carry_the_reader_fields() {
     assert_eq!((dump.state.bytes_used, dump.state.bytes_free), (Some(312), Some(3776)));
 
     let [request, completion, transfer, gpa, synch, unknown, empty] = &dump.packets[..] else { panic!() };
-    assert_eq!(request.kind, Some(PacketKind::InBand));
+    assert_eq!(request.kind, Some(OwnedPacketKind::InBand));
     assert!(request.completion_requested() && request.flags == 1 && !request.wraps);
-    assert_eq!(completion.kind, Some(PacketKind::Completion));
+    assert_eq!(completion.kind, Some(OwnedPacketKind::Completion));
     assert!(completion.wraps && !completion.completion_requested());
     assert_eq!((completion.size(), completion.payload_len()), (32, 8));
 
-    let Some(PacketKind::TransferPages(pages)) = &transfer.kind else { panic!("{transfer:?}") };
-    assert_eq!((pages.set_id, pages.sender_owns_set), (3, false));
-    assert_eq!(pages.ranges[..], [TransferPageRange::new(1500, 0), TransferPageRange::new(900, 0x1000)]);
+    let Some(OwnedPacketKind::TransferPages { set_id, sender_owns_set, ranges }) = &transfer.kind else {
+        panic!("{transfer:?}")
+    };
+    assert_eq!((*set_id, *sender_owns_set), (3, false));
+    assert_eq!(ranges[..], [TransferPageRange::new(1500, 0), TransferPageRange::new(900, 0x1000)]);
     assert_eq!((transfer.data_offset8, transfer.length8, transfer.header_len()), (5, 7, 24));
 
-    let Some(PacketKind::GpaDirect(ranges)) = &gpa.kind else { panic!("{gpa:?}") };
+    let Some(OwnedPacketKind::GpaDirect(ranges)) = &gpa.kind else { panic!("{gpa:?}") };
     let ranges: Vec<(u32, u32, Vec<u64>)> =
         ranges.ranges().iter().map(|r| (r.byte_count, r.byte_offset, r.page_numbers().collect())).collect();
     assert_eq!(ranges, [(6000, 0x10, vec![0x12345, 0x12346]), (512, 0, vec![0x99])]);

@@ -11,7 +11,7 @@ use common::{Rng, PAGE};
 use std::sync::atomic::Ordering;
 use vmbus_ring::{
     pages_spanned, ControlPage, ControlWord, CorruptError, Field, FlatRingMem, GpaRangeBuf, GpaRangeError, GpaRanges,
-    IncomingPacket, IncomingRing, OpenError, OutgoingPacket, OutgoingRing, PacketKind, ReadError, RingMem,
+    IncomingPacket, IncomingRing, OpenError, OutgoingPacket, OutgoingRing, PacketKind, ReadBatch, ReadError, RingMem,
     UnsupportedPacket, WriteError,
 };
 use zerocopy::little_endian::U64;
@@ -358,10 +358,11 @@ fn valid_gpa_direct_is_read_with_its_ranges() {
     let mem = ring();
     publish(&mem, &packet(9, 8, 9, 0, 1, &body));
     let mut reader = IncomingRing::new(mem).unwrap();
-    let packet = reader.read_batch().next().unwrap().unwrap();
-    let PacketKind::GpaDirect(ranges) = packet.kind else { panic!("not GPA direct: {:?}", packet.kind) };
+    let batch = &mut reader.read_batch();
+    let packet = batch.next().unwrap().unwrap();
+    let ranges = batch.gpa_ranges(&packet).unwrap_or_else(|e| panic!("not GPA direct ({e}): {:?}", packet.kind));
     let ranges: Vec<_> =
-        ranges.ranges().iter().map(|r| (r.byte_count, r.byte_offset, r.page_numbers().collect::<Vec<_>>())).collect();
+        ranges.iter().map(|r| (r.byte_count, r.byte_offset, r.page_numbers().collect::<Vec<_>>())).collect();
     assert_eq!(ranges, [(100, 0x10, vec![0xABC]), (200, 4000, vec![7, 8])]);
     assert_eq!((packet.payload.offset(), packet.payload.len()), (64, 8));
 }
@@ -396,10 +397,16 @@ fn valid_transfer_pages_is_read_with_its_ranges() {
     let mem = ring();
     publish(&mem, &packet(7, 5, 5, 0, 1, &body));
     let mut reader = IncomingRing::new(mem).unwrap();
-    let packet = reader.read_batch().next().unwrap().unwrap();
+    let batch = &mut reader.read_batch();
+    let packet = batch.next().unwrap().unwrap();
     let PacketKind::TransferPages(pages) = packet.kind else { panic!("not transfer pages: {:?}", packet.kind) };
     assert_eq!((pages.set_id, pages.sender_owns_set), (0x1234, true));
-    let ranges: Vec<_> = pages.ranges.iter().map(|r| (r.byte_count.get(), r.byte_offset.get())).collect();
+    let ranges: Vec<_> = batch
+        .transfer_page_ranges(&packet)
+        .unwrap()
+        .iter()
+        .map(|r| (r.byte_count.get(), r.byte_offset.get()))
+        .collect();
     assert_eq!(ranges, [(1, 2), (3, 4)]);
     assert!(packet.payload.is_empty());
 }
@@ -597,14 +604,18 @@ fn check_payload(offset: u32, len: usize, packet_at: usize, remaining: usize) ->
     distance
 }
 
-fn check_kind(packet: &IncomingPacket, data_offset: usize) {
+fn check_kind<M: RingMem>(batch: &ReadBatch<'_, M>, packet: &IncomingPacket, data_offset: usize) {
     match &packet.kind {
         PacketKind::InBand | PacketKind::Completion => {}
-        PacketKind::TransferPages(pages) => assert!(16 + 8 + pages.ranges.len() * 8 <= data_offset),
-        PacketKind::GpaDirect(ranges) => {
+        PacketKind::TransferPages(_) => {
+            let ranges = batch.transfer_page_ranges(packet).expect("the packet's own ranges");
+            assert!(16 + 8 + ranges.len() * 8 <= data_offset);
+        }
+        PacketKind::GpaDirect(_) => {
+            let ranges = batch.gpa_ranges(packet).expect("the packet's own ranges");
             assert!(!ranges.is_empty());
             assert!(16 + 8 + ranges.words().len() * 8 <= data_offset);
-            for range in ranges.ranges().iter() {
+            for range in ranges.iter() {
                 assert!(range.byte_count > 0 && range.byte_offset < 4096);
                 assert_eq!(range.gpns.len() as u64, pages_spanned(range.byte_offset, range.byte_count));
             }
@@ -656,7 +667,7 @@ fn random_rings_never_panic_and_never_hand_out_bytes_past_the_write_index() {
             let (packet_at, payload) = match batch.next() {
                 Ok(Some(packet)) => {
                     let distance = check_payload(packet.payload.offset(), packet.payload.len(), cursor, remaining);
-                    check_kind(&packet, distance);
+                    check_kind(&batch, &packet, distance);
                     outcomes.packets += 1;
                     match packet.kind {
                         PacketKind::TransferPages(_) => outcomes.transfer_pages += 1,

@@ -162,13 +162,15 @@ fn check_packet<M: RingMem>(
         (PacketKind::TransferPages(pages), Shape::TransferPages) => {
             assert_eq!(pages.set_id, SET_ID, "{ctx}: set id");
             assert_eq!(pages.sender_owns_set, spec.sender_owns_set, "{ctx}: sender owns set");
-            assert_eq!(&pages.ranges[..], &headers.transfer[..], "{ctx}: transfer ranges");
+            let ranges = batch.transfer_page_ranges(packet).unwrap();
+            assert_eq!(ranges, &headers.transfer[..], "{ctx}: transfer ranges");
         }
-        (PacketKind::GpaDirect(ranges), Shape::GpaDirect) => {
+        (PacketKind::GpaDirect(list), Shape::GpaDirect) => {
+            let ranges = GpaRangeBuf::from(batch.gpa_ranges(packet).unwrap());
             let expected: Vec<_> = GPA.iter().map(|&(offset, count, gpns)| (offset, count, gpns.to_vec())).collect();
-            assert_eq!(ranges.len(), GPA.len(), "{ctx}: GPA range count");
-            assert_eq!(gpa_description(ranges), expected, "{ctx}: GPA ranges");
-            assert_eq!(ranges, &headers.gpa, "{ctx}: GPA range list");
+            assert_eq!((list.len(), ranges.len()), (GPA.len(), GPA.len()), "{ctx}: GPA range count");
+            assert_eq!(gpa_description(&ranges), expected, "{ctx}: GPA ranges");
+            assert_eq!(ranges, headers.gpa, "{ctx}: GPA range list");
         }
         (kind, shape) => panic!("{ctx}: sent {shape:?}, received {kind:?}"),
     }

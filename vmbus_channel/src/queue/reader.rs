@@ -12,38 +12,77 @@ use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use vmbus_ring::{IncomingPacket, IncomingRing, PacketKind, PayloadError, PayloadRange, ReadBatch, ReadError, RingMem};
+use vmbus_ring::{
+    GpaRanges, IncomingPacket, IncomingRing, OwnedPacketKind, PacketKind, PayloadError, ReadBatch, ReadError, RingMem,
+    TransferPageRange,
+};
 
-/// A received packet with its payload copied out of the ring.
+/// A received packet with its payload and range list copied out of the ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
-    /// The validated header.
+    /// The validated header. Its kind's range list, if any, was read
+    /// through a batch that has ended: use [`kind`](Self::kind) instead.
     pub header: IncomingPacket,
+    /// The kind with its range list.
+    pub kind: OwnedPacketKind,
     /// The payload, padding to 8 bytes included.
     pub payload: Vec<u8>,
 }
 
-/// A packet's payload while it is still in the ring, inside a read batch.
+/// A packet's payload and range list while they are still in the read
+/// batch: the payload in the ring, the range list in the batch's private
+/// copy.
 #[derive(Debug)]
 pub struct Payload<'a, M> {
     batch: &'a ReadBatch<'a, M>,
-    range: PayloadRange,
+    packet: IncomingPacket,
 }
 
-impl<M: RingMem> Payload<'_, M> {
+impl<'a, M: RingMem> Payload<'a, M> {
     /// Length in bytes, padding to 8 included.
     pub fn len(&self) -> usize {
-        self.range.len()
+        self.packet.payload.len()
     }
 
     /// Whether the payload is empty.
     pub fn is_empty(&self) -> bool {
-        self.range.is_empty()
+        self.packet.payload.is_empty()
     }
 
     /// Copies the bytes starting `offset` bytes into the payload into `buf`.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), PayloadError> {
-        self.batch.read_payload(self.range, offset, buf)
+        self.batch.read_payload(self.packet.payload, offset, buf)
+    }
+
+    /// The GPA ranges of a GPA-direct packet; `None` for any other kind.
+    ///
+    /// ```
+    /// use vmbus_channel::{connected_pair, Queue};
+    /// use vmbus_ring::{GpaRangeBuf, OutgoingPacket};
+    /// let (host, guest) = connected_pair(16 * 4096)?;
+    /// let (mut host, mut guest) = (Queue::new(host), Queue::new(guest));
+    /// let mut ranges = GpaRangeBuf::new();
+    /// ranges.push_contiguous(0x20_0000, 8192)?;
+    /// guest.writer_mut().try_write(&OutgoingPacket::gpa_direct(1, ranges.ranges()), &[b"read"])?;
+    /// host.reader_mut().try_read_batch(8, |_, payload| {
+    ///     let range = payload.gpa_ranges().expect("GPA-direct").iter().next().unwrap();
+    ///     assert_eq!(range.page_numbers().collect::<Vec<_>>(), [0x200, 0x201]);
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn gpa_ranges(&self) -> Option<GpaRanges<'a>> {
+        self.batch.gpa_ranges(&self.packet).ok()
+    }
+
+    /// The ranges of a transfer-pages packet; `None` for any other kind.
+    pub fn transfer_page_ranges(&self) -> Option<&'a [TransferPageRange]> {
+        self.batch.transfer_page_ranges(&self.packet).ok()
+    }
+
+    /// The packet's kind with its range list copied, to keep.
+    pub fn owned_kind(&self) -> OwnedPacketKind {
+        // The packet is this batch's own, so its list is there.
+        self.batch.owned_kind(&self.packet).unwrap_or(OwnedPacketKind::InBand)
     }
 
     /// The whole payload, copied.
@@ -175,7 +214,7 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
             };
             packets += 1;
             bytes += packet.payload.len() as u64;
-            let payload = Payload { batch: &batch, range: packet.payload };
+            let payload = Payload { batch: &batch, packet };
             if let (PacketKind::Completion, Some(transactions)) = (&packet.kind, &self.shared.transactions) {
                 match transactions.complete(packet.transaction_id, payload.to_vec()) {
                     Ok(Delivery::Delivered) => {}
@@ -463,7 +502,7 @@ async fn yield_now() {
 impl Packet {
     /// The packet with its payload copied out of the ring.
     pub(crate) fn copied<M: RingMem>(header: &IncomingPacket, payload: &Payload<'_, M>) -> Self {
-        Packet { header: header.clone(), payload: payload.to_vec() }
+        Packet { header: *header, kind: payload.owned_kind(), payload: payload.to_vec() }
     }
 }
 
