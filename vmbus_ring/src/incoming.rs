@@ -5,12 +5,12 @@ use crate::error::{PayloadError, UnsupportedPacket};
 use crate::gpa::{GpaRangeBuf, GpaRanges};
 use crate::memory::{check_data_len, ControlWord, RingMem};
 use crate::packet::{IncomingPacket, OwnedPacketKind, PacketKind, PayloadRange, RangeList, TransferPages};
+use crate::range_copies::RangeCopies;
 use crate::wire::{
     packet_type, GpaDirectHeader, PacketDescriptor, PacketFooter, TransferPageHeader, TransferPageRange,
     FLAG_COMPLETION_REQUESTED, KNOWN_FLAGS, PACKET_ALIGNMENT,
 };
 use crate::{index, signal, CorruptError, Field, OpenError, ReadError, RingState};
-use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 use zerocopy::little_endian::U64;
 use zerocopy::{FromBytes, IntoBytes};
@@ -52,10 +52,8 @@ pub struct IncomingRing<M> {
     /// [`signal_every_commit`](Self::signal_every_commit).
     signal_every_commit: bool,
     batch_ids: BatchIds,
-    /// The range lists of the packets the current batch has read, copied
-    /// out of the ring once and validated; reused from batch to batch, so
-    /// it allocates only while it grows to the largest batch's lists.
-    range_words: Vec<U64>,
+    /// The range lists of the packets the current batch has read.
+    range_copies: RangeCopies,
 }
 
 impl<M: RingMem> IncomingRing<M> {
@@ -74,7 +72,7 @@ impl<M: RingMem> IncomingRing<M> {
             write_index,
             signal_every_commit: false,
             batch_ids: BatchIds::new(),
-            range_words: Vec::new(),
+            range_copies: RangeCopies::default(),
         })
     }
 
@@ -98,7 +96,7 @@ impl<M: RingMem> IncomingRing<M> {
     pub fn read_batch(&mut self) -> ReadBatch<'_, M> {
         let cursor = self.read_index;
         let id = self.batch_ids.next();
-        self.range_words.clear();
+        self.range_copies.clear();
         ReadBatch { ring: self, cursor, packets: 0, id }
     }
 
@@ -304,7 +302,7 @@ impl<M: RingMem> IncomingRing<M> {
     /// Reads a transfer-pages header from the `room` bytes at `at`, and its
     /// ranges into the batch's copy.
     fn transfer_pages(&mut self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
-        let header: TransferPageHeader = self.type_header(at, room)?;
+        let header: TransferPageHeader = zerocopy::transmute!(self.type_header(at, room)?);
         let count = header.range_count.get();
         let ranges_len = u64::from(count) * size_of::<TransferPageRange>() as u64;
         if ranges_len > u64::from(room - TYPE_HEADER_LEN) {
@@ -319,16 +317,17 @@ impl<M: RingMem> IncomingRing<M> {
     /// Reads a GPA-direct header from the `room` bytes at `at`, and its
     /// ranges into the batch's copy, where they are validated.
     fn gpa_direct(&mut self, at: u32, room: u32) -> Result<RangeList, CorruptError> {
-        let header: GpaDirectHeader = self.type_header(at, room)?;
+        let header: GpaDirectHeader = zerocopy::transmute!(self.type_header(at, room)?);
         let count = header.range_count.get();
         if count == 0 {
             return Err(CorruptError::new(Field::RangeCount, 0));
         }
         let word_count = (room - TYPE_HEADER_LEN) / size_of::<u64>() as u32;
         let start = self.copy_range_words(index::advance(self.data_len, at, TYPE_HEADER_LEN), word_count);
-        let words = GpaRanges::parse(&self.range_words[start as usize..], count)?.words().len();
+        let copied = self.range_copies.get(start as usize, word_count as usize).unwrap_or_default();
+        let words = GpaRanges::parse(copied, count)?.words().len();
         // Words after the last range are padding: drop them from the copy.
-        self.range_words.truncate(start as usize + words);
+        self.range_copies.truncate(start as usize + words);
         // `words` is at most `word_count`, a `u32`.
         Ok(RangeList { start, words: words as u32, count })
     }
@@ -338,21 +337,19 @@ impl<M: RingMem> IncomingRing<M> {
     /// one packet, so a batch never copies more than the data area holds
     /// (under 4 GiB, so the positions fit a `u32`).
     fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {
-        let start = self.range_words.len();
-        self.range_words.resize(start + count as usize, U64::ZERO);
-        self.mem.read_data(at as usize, self.range_words[start..].as_mut_bytes());
+        let (start, words) = self.range_copies.append(count as usize);
+        self.mem.read_data(at as usize, words.as_mut_bytes());
         start as u32
     }
 
-    /// Reads the 8-byte type-specific header at `at`, which must fit in `room`.
-    fn type_header<H: FromBytes + IntoBytes>(&self, at: u32, room: u32) -> Result<H, CorruptError> {
+    /// Reads the 8-byte type-specific header at `at` (right after the
+    /// descriptor, so a whole word), which must fit in `room`.
+    fn type_header(&self, at: u32, room: u32) -> Result<[u8; 8], CorruptError> {
         if room < TYPE_HEADER_LEN {
             let data_offset8 = (DESCRIPTOR_LEN + room) / PACKET_ALIGNMENT as u32;
             return Err(CorruptError::new(Field::DataOffset8, data_offset8.into()));
         }
-        let mut header = H::new_zeroed();
-        self.read_into(at, header.as_mut_bytes());
-        Ok(header)
+        Ok(self.mem.read_data_word(at as usize).to_le_bytes())
     }
 }
 
@@ -481,9 +478,7 @@ impl<M: RingMem> ReadBatch<'_, M> {
         if packet.payload.batch != self.id {
             return Err(PayloadError::NotFromThisBatch);
         }
-        let start = list.start as usize;
-        let end = start.saturating_add(list.words as usize);
-        self.ring.range_words.get(start..end).ok_or(PayloadError::NotFromThisBatch)
+        self.ring.range_copies.get(list.start as usize, list.words as usize).ok_or(PayloadError::NotFromThisBatch)
     }
 
     /// Packets read in this batch (skipped unsupported ones included).

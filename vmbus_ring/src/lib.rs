@@ -81,6 +81,7 @@ mod index;
 mod memory;
 mod outgoing;
 mod packet;
+mod range_copies;
 pub mod signal;
 mod state;
 pub mod wire;

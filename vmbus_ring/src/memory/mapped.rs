@@ -1,8 +1,8 @@
 //! Ring memory over a raw mapping, such as a shared file mapped by two processes.
 
 use super::{
-    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlWord, RingMem,
-    SharedRegion,
+    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlRegion, ControlWord,
+    RingMem, SharedRegion,
 };
 use crate::wire::PAGE_SIZE;
 use crate::OpenError;
@@ -34,7 +34,7 @@ pub enum MappingLayout {
 #[derive(Debug, Clone)]
 pub struct MappedRingMem {
     /// The control page.
-    control: SharedRegion,
+    control: ControlRegion,
     /// The data area: `data_len` bytes, or twice that with a double mapping.
     data: SharedRegion,
     data_len: usize,
@@ -64,7 +64,7 @@ impl MappedRingMem {
         // and start 8-aligned (the region does, and `PAGE_SIZE` is a
         // multiple of 8).
         let sub_region = |offset, len| region.sub_region(offset, len).ok_or(OpenError::Misaligned);
-        let control = sub_region(0, PAGE_SIZE)?;
+        let control = ControlRegion::new(sub_region(0, PAGE_SIZE)?).ok_or(OpenError::Misaligned)?;
         let data = sub_region(PAGE_SIZE, region.len() - PAGE_SIZE)?;
         Ok(Self { control, data, data_len, layout })
     }
@@ -256,11 +256,11 @@ mod memfd {
 impl ControlPage for MappedRingMem {
     #[inline]
     fn load(&self, word: ControlWord, order: Ordering) -> u32 {
-        self.control.load_u32(word.offset(), order)
+        self.control.load(word, order)
     }
     #[inline]
     fn store(&self, word: ControlWord, value: u32, order: Ordering) {
-        self.control.store_u32(word.offset(), value, order)
+        self.control.store(word, value, order)
     }
 }
 
@@ -271,11 +271,11 @@ impl RingMem for MappedRingMem {
     }
     fn read_control(&self, offset: usize, buf: &mut [u8]) {
         check_control_span(offset, buf.len());
-        self.control.read_u32_words(offset, buf)
+        self.control.region().read_u32_words(offset, buf)
     }
     fn write_control(&self, offset: usize, buf: &[u8]) {
         check_control_span(offset, buf.len());
-        self.control.write(offset, buf)
+        self.control.region().write(offset, buf)
     }
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {

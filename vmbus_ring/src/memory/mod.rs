@@ -15,6 +15,8 @@ pub use mapped::{MappedRingMem, MappingLayout};
 pub use paged::{HeapRingPages, PagedRingMem, RingPages};
 pub use shared::{SharedRegion, REGION_ALIGNMENT};
 
+use shared::ControlRegion;
+
 #[cfg(all(feature = "std", target_os = "linux"))]
 use shared::map_ring_fd;
 

@@ -2,8 +2,8 @@
 //! to a host: each page of the ring may sit anywhere in its address space.
 
 use super::{
-    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlWord, RingMem,
-    SharedRegion,
+    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlRegion, ControlWord,
+    RingMem, SharedRegion,
 };
 use crate::wire::PAGE_SIZE;
 use crate::OpenError;
@@ -62,7 +62,7 @@ impl RingPages for HeapRingPages {
 /// clones share the pages.
 #[derive(Debug, Clone)]
 pub struct PagedRingMem {
-    control: SharedRegion,
+    control: ControlRegion,
     data: Arc<[SharedRegion]>,
 }
 
@@ -72,7 +72,7 @@ impl PagedRingMem {
     pub fn new(pages: &impl RingPages) -> Result<Self, OpenError> {
         let count = pages.data_page_count();
         check_data_len(count.saturating_mul(PAGE_SIZE))?;
-        let control = checked_page(0, pages.control_page())?;
+        let control = ControlRegion::new(checked_page(0, pages.control_page())?).ok_or(OpenError::Misaligned)?;
         let data = (0..count).map(|i| checked_page(i + 1, pages.data_page(i))).collect::<Result<Arc<[_]>, _>>()?;
         Ok(Self { control, data })
     }
@@ -125,11 +125,11 @@ fn checked_page(index: usize, page: SharedRegion) -> Result<SharedRegion, OpenEr
 impl ControlPage for PagedRingMem {
     #[inline]
     fn load(&self, word: ControlWord, order: Ordering) -> u32 {
-        self.control.load_u32(word.offset(), order)
+        self.control.load(word, order)
     }
     #[inline]
     fn store(&self, word: ControlWord, value: u32, order: Ordering) {
-        self.control.store_u32(word.offset(), value, order)
+        self.control.store(word, value, order)
     }
 }
 
@@ -140,11 +140,11 @@ impl RingMem for PagedRingMem {
     }
     fn read_control(&self, offset: usize, buf: &mut [u8]) {
         check_control_span(offset, buf.len());
-        self.control.read_u32_words(offset, buf)
+        self.control.region().read_u32_words(offset, buf)
     }
     fn write_control(&self, offset: usize, buf: &[u8]) {
         check_control_span(offset, buf.len());
-        self.control.write(offset, buf)
+        self.control.region().write(offset, buf)
     }
     #[inline]
     fn read_data(&self, offset: usize, buf: &mut [u8]) {

@@ -36,6 +36,8 @@
 
 mod atomic_copy;
 
+use super::ControlWord;
+use crate::wire::PAGE_SIZE;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use atomic_copy::{copy_from_shared, copy_to_shared, zero_shared};
@@ -342,6 +344,64 @@ impl SharedRegion {
         if offset > self.len || len > self.len - offset {
             span_outside(offset, len, self.len);
         }
+    }
+}
+
+/// A region at least a control page long, starting 8-aligned: its control
+/// words are reached without a check, since their offsets are constants
+/// inside the page (checked at compile time below).
+#[derive(Debug, Clone)]
+pub(crate) struct ControlRegion(SharedRegion);
+
+const _: () = {
+    let words = [
+        ControlWord::WriteIndex,
+        ControlWord::ReadIndex,
+        ControlWord::InterruptMask,
+        ControlWord::PendingSendSize,
+        ControlWord::FeatureBits,
+    ];
+    let mut i = 0;
+    while i < words.len() {
+        let offset = words[i].offset();
+        assert!(offset.is_multiple_of(4) && offset + 4 <= PAGE_SIZE);
+        i += 1;
+    }
+};
+
+impl ControlRegion {
+    /// `region` as a control page; `None` if it is shorter than a page or
+    /// does not start 8-aligned.
+    pub(crate) fn new(region: SharedRegion) -> Option<Self> {
+        (region.len() >= PAGE_SIZE && region.is_aligned()).then_some(Self(region))
+    }
+
+    /// The whole region, for byte copies.
+    pub(crate) fn region(&self) -> &SharedRegion {
+        &self.0
+    }
+
+    /// Loads a control word.
+    #[inline]
+    pub(crate) fn load(&self, word: ControlWord, order: Ordering) -> u32 {
+        self.word(word).load(order)
+    }
+
+    /// Stores a control word.
+    #[inline]
+    pub(crate) fn store(&self, word: ControlWord, value: u32, order: Ordering) {
+        self.word(word).store(value, order)
+    }
+
+    #[inline]
+    fn word(&self, word: ControlWord) -> &AtomicU32 {
+        // SAFETY: `word.offset()` is a multiple of 4 with its 4 bytes inside
+        // a page (the assertion above covers every control word), and the
+        // region is at least a page long and starts 8-aligned (checked by
+        // `new`), so the word is in bounds and aligned. As for
+        // `SharedRegion::word`: an atomic permits the peer's concurrent
+        // writes, and the reference lives no longer than `&self`.
+        unsafe { AtomicU32::from_ptr(self.0.ptr.as_ptr().add(word.offset()).cast::<u32>()) }
     }
 }
 
