@@ -1,16 +1,20 @@
 //! One thread: write + commit + read + copy-out + commit, for each packet
 //! type and payload size, committing each packet or each batch of 32; and the
 //! bound, two `copy_from_slice` a payload byte over a working set the size of
-//! the ring.
+//! the ring. Then what one commit costs: a one-packet batch committed, and
+//! the same batch reverted, on each side; the difference is the commit (its
+//! release store, its fence and its signal check).
 //!
 //! `cargo bench -p vmbus_benches --bench one_thread [-- FILTER]`, e.g.
 //! `-- one_thread/in_band/per_packet`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
 use vmbus_benches::{
     criterion, ring_len, ring_round_trip, CopyBound, PacketHeaders, PageAligned, BATCH, PACKET_TYPES, PAYLOADS,
 };
-use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingRing};
+use vmbus_ring::{FlatRingMem, IncomingRing, OutgoingPacket, OutgoingRing};
 
 /// Commit modes: packets per commit.
 const COMMITS: [(&str, usize); 2] = [("per_packet", 1), ("batch32", BATCH)];
@@ -52,9 +56,83 @@ fn one_thread(c: &mut Criterion) {
     group.finish();
 }
 
+/// Reads and frees every packet in the ring.
+fn drain(reader: &mut IncomingRing<FlatRingMem>) {
+    let mut batch = reader.read_batch();
+    while batch.next().expect("an honest ring").is_some() {}
+    let _ = batch.commit();
+}
+
+/// Packets the commit benchmarks write or read between two refills: few
+/// enough that a 256 KiB ring holds them.
+const COMMIT_RUN: usize = 4096;
+
+fn commit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("commit");
+    group.throughput(Throughput::Elements(COMMIT_RUN as u64));
+    let packet = OutgoingPacket::in_band(1);
+    let mem = FlatRingMem::new(ring_len(packet.size(8), COMMIT_RUN)).unwrap();
+    let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+    let mut reader = IncomingRing::new(mem).unwrap();
+    // The writer: one 8-byte packet a batch, committed (the reader drained
+    // between runs, untimed) or reverted.
+    for (name, publish) in [("commit", true), ("revert", false)] {
+        group.bench_function(BenchmarkId::new("writer", name), |b| {
+            b.iter_custom(|runs| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..runs {
+                    drain(&mut reader);
+                    let start = Instant::now();
+                    for _ in 0..COMMIT_RUN {
+                        let mut batch = writer.write_batch();
+                        batch.write(&packet, &[&[7; 8]]).expect("room for a run");
+                        if publish {
+                            black_box(batch.commit());
+                        } else {
+                            batch.revert();
+                        }
+                    }
+                    timed += start.elapsed();
+                }
+                timed
+            })
+        });
+    }
+    // The reader: one packet a batch, committed (the writer refilling the
+    // ring between runs, untimed) or reverted (the same packet read again).
+    for (name, free) in [("commit", true), ("revert", false)] {
+        group.bench_function(BenchmarkId::new("reader", name), |b| {
+            b.iter_custom(|runs| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..runs {
+                    drain(&mut reader);
+                    let mut batch = writer.write_batch();
+                    for _ in 0..COMMIT_RUN {
+                        batch.write(&packet, &[&[7; 8]]).expect("room for a run");
+                    }
+                    let _ = batch.commit();
+                    let start = Instant::now();
+                    for _ in 0..COMMIT_RUN {
+                        let mut batch = reader.read_batch();
+                        black_box(batch.next().expect("an honest ring"));
+                        if free {
+                            black_box(batch.commit());
+                        } else {
+                            batch.revert();
+                        }
+                    }
+                    timed += start.elapsed();
+                }
+                timed
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = criterion();
-    targets = one_thread
+    targets = one_thread, commit
 }
 criterion_main!(benches);

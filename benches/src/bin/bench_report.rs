@@ -300,6 +300,7 @@ fn report(names: &[String], runs: &[Run], percentiles: &[Option<Value>]) -> Stri
     if let Some(summary) = spread_summary(&mut all_spreads) {
         let _ = writeln!(out, "\nAll figures: {summary}");
     }
+    out.push_str(&commit_table(first));
     out.push_str(&percentiles_table(names, percentiles));
     for ((name, run), saved) in names.iter().zip(runs).zip(percentiles) {
         let _ = writeln!(out, "\n### Targets ({name})\n");
@@ -307,6 +308,27 @@ fn report(names: &[String], runs: &[Run], percentiles: &[Option<Value>]) -> Stri
         if let Some(saved) = saved {
             out.push_str(&percentile_targets(saved));
         }
+    }
+    out
+}
+
+/// What one commit costs on each side: a one-packet batch committed less
+/// the same batch reverted (`commit` group of the `one_thread` benchmark).
+fn commit_table(run: &Run) -> String {
+    let mut out = String::from(
+        "\n### commit\n\n| side | batch committed | batch reverted | one commit |\n| --- | ---: | ---: | ---: |\n",
+    );
+    let mut rows = 0;
+    for side in ["writer", "reader"] {
+        let figure = |name: &str| run.get(&format!("commit/{side}/{name}")).map(Figure::ns_per_element);
+        if let (Some(committed), Some(reverted)) = (figure("commit"), figure("revert")) {
+            let _ =
+                writeln!(out, "| {side} | {} | {} | {} |", time(committed), time(reverted), time(committed - reverted));
+            rows += 1;
+        }
+    }
+    if rows == 0 {
+        return String::new();
     }
     out
 }
@@ -354,6 +376,14 @@ fn targets(run: &Run) -> String {
                     run.get(&id).zip(bound).map(|(figure, bound)| 100.0 * bound.median_ns / figure.median_ns);
                 row("large packets, one thread, of the two-copy bound", id, 90.0, measured, "%");
             }
+        }
+    }
+    for kind in ["in_band", "completion", "transfer_pages", "gpa_direct"] {
+        for (payload, wanted) in [(64, 45.0), (1500, 75.0), (4096, 95.0), (16384, 95.0), (65536, 95.0)] {
+            let id = format!("one_thread/{kind}/batch32/{payload}");
+            let bound = run.get(&format!("one_thread/memcpy_x2/batch32/{payload}"));
+            let measured = run.get(&id).zip(bound).map(|(figure, bound)| 100.0 * bound.median_ns / figure.median_ns);
+            row("batched, of the two-copy bound (issue 10)", id, wanted, measured, "%");
         }
     }
     for ring in ["ring4m", "ring256k"] {
