@@ -28,6 +28,9 @@ pub enum DeviceError {
     /// The host process could not be started or restarted.
     #[error("host process: {0}")]
     Host(String),
+    /// A tag outside the layout's slots, or one already in flight.
+    #[error("tag {0} is out of range or already in flight")]
+    Tag(usize),
     /// A request completed with an error status the workload did not expect.
     #[error("request failed: {0}")]
     Request(#[from] crate::request::Status),

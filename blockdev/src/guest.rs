@@ -122,10 +122,7 @@ impl Guest {
     /// layout's slot count, and not in flight).
     pub fn submit(&mut self, tag: usize, request: IoRequest) -> Result<(), DeviceError> {
         let channel = tag % self.layout.channels;
-        let slot = self.in_flight.get_mut(tag).ok_or(DeviceError::Host(format!("tag {tag} out of range")))?;
-        if slot.is_some() {
-            return Err(DeviceError::Host(format!("tag {tag} is already in flight")));
-        }
+        let slot = self.in_flight.get_mut(tag).filter(|slot| slot.is_none()).ok_or(DeviceError::Tag(tag))?;
         let ranges = gpa_ranges(&request.segments)?;
         *slot = Some(InFlight { channel, request, ranges, submitted: Instant::now(), completion: None });
         if !self.send(tag)? {
@@ -281,7 +278,7 @@ impl Guest {
         for index in 0..layout.channels {
             let first = GuestAddress(layout.first_page(index) * PAGE_SIZE as u64);
             self.memory.write_slice(&zeros, first).map_err(|error| DeviceError::Memory(error.to_string()))?;
-            let (gpns, split) = setup.gpadl(index).ok_or(DeviceError::Host("GPADL overflows".into()))?;
+            let (gpns, split) = setup.gpadl(index).ok_or(DeviceError::Setup("GPADL overflows".into()))?;
             let (ours, theirs) = UnixStream::pair()?;
             self.channels.push(ChannelEnd::open(&self.memory, &gpns, split, Side::Guest, ours, layout.slots + 1)?);
             host_sockets.push(theirs);

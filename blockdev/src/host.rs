@@ -40,7 +40,9 @@ pub struct ChannelEnd {
 
 impl ChannelEnd {
     /// Opens `side`'s end of the channel whose rings are the GPADL `gpns`
-    /// split at `split` in `memory`, signalled through `socket`.
+    /// split at `split` in `memory`, signalled through `socket` (one of a
+    /// stream socket pair). `transactions`: requests this end may have
+    /// outstanding (the guest's); 0 for an end that sends none (the host's).
     pub fn open(
         memory: &Memory,
         gpns: &[u64],
