@@ -8,7 +8,7 @@ use crate::guest::{Done, Guest, IoRequest};
 pub trait Workload {
     /// The next request to send under `tag` (whose data buffer is slot
     /// `tag`), or `None` when the workload has sent all it wants.
-    fn next(&mut self, guest: &Guest, tag: usize) -> Option<IoRequest>;
+    fn next(&mut self, guest: &Guest, tag: usize) -> Result<Option<IoRequest>, DeviceError>;
 
     /// A request finished. Returning `true` asks the loop to kill the host
     /// now, with the other requests in flight.
@@ -20,7 +20,7 @@ pub trait Workload {
 pub fn drive(guest: &mut Guest, depth: usize, workload: &mut impl Workload) -> Result<(), DeviceError> {
     let mut more = true;
     for tag in 0..depth {
-        match workload.next(guest, tag) {
+        match workload.next(guest, tag)? {
             Some(request) => guest.submit(tag, request)?,
             None => {
                 more = false;
@@ -36,7 +36,7 @@ pub fn drive(guest: &mut Guest, depth: usize, workload: &mut impl Workload) -> R
                 guest.kill_host();
             }
             if more {
-                match workload.next(guest, finished.tag) {
+                match workload.next(guest, finished.tag)? {
                     Some(request) => guest.submit(finished.tag, request)?,
                     None => more = false,
                 }

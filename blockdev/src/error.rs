@@ -28,6 +28,9 @@ pub enum DeviceError {
     /// The host process could not be started or restarted.
     #[error("host process: {0}")]
     Host(String),
+    /// A data buffer that cannot be described as a GPA range.
+    #[error("a data buffer is not a GPA range: {0}")]
+    Segment(#[from] vmbus_ring::GpaRangeError),
     /// A tag outside the layout's slots, or one already in flight.
     #[error("tag {0} is out of range or already in flight")]
     Tag(usize),

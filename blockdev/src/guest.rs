@@ -2,8 +2,8 @@
 //! requests over its channels and collects their completions; when the
 //! host dies it starts a new one and sends again what was in flight.
 
+use crate::channel::ChannelEnd;
 use crate::error::DeviceError;
-use crate::host::ChannelEnd;
 use crate::launcher::{HostProcess, Launcher};
 use crate::memory::{self, Layout, Memory};
 use crate::request::{CompletionHeader, Op, RequestHeader};
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 use vmbus_channel::{block_on_until, ChannelError, Completion, Side};
 use vmbus_ring::wire::PAGE_SIZE;
-use vmbus_ring::{GpaRangeBuf, OutgoingPacket};
+use vmbus_ring::{GpaRangeBuf, GpaRangeError, OutgoingPacket};
 use zerocopy::IntoBytes;
 
 /// A request as the guest describes it: the header's fields and the guest
@@ -295,8 +295,8 @@ impl Guest {
 fn gpa_ranges(segments: &[Segment]) -> Result<GpaRangeBuf, DeviceError> {
     let mut ranges = GpaRangeBuf::new();
     for segment in segments {
-        let len = u32::try_from(segment.len).map_err(|_| DeviceError::Host("a segment above 4 GiB".into()))?;
-        ranges.push_contiguous(segment.address.0, len).map_err(|error| DeviceError::Host(error.to_string()))?;
+        let len = u32::try_from(segment.len).map_err(|_| GpaRangeError::TooLong)?;
+        ranges.push_contiguous(segment.address.0, len)?;
     }
     Ok(ranges)
 }

@@ -6,6 +6,7 @@
 //! with one batch of completions, and when no channel has work, sleeps in
 //! `poll(2)` on all the channels' signal sockets.
 
+use crate::channel::{Channel, ChannelEnd};
 use crate::disk::Disk;
 use crate::error::DeviceError;
 use crate::memory::{self, Memory};
@@ -13,51 +14,16 @@ use crate::request::CompletionHeader;
 use crate::service::respond;
 use crate::setup::Setup;
 use crate::wait::wait_readable;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use vmbus_channel::{
-    ChannelError, ExternalReactor, GuestRingMem, PacketWithPayload, Queue, RawChannel, Side, SocketSignal,
-};
+use vmbus_channel::{ChannelError, PacketWithPayload, Side};
 use vmbus_ring::OutgoingPacket;
 use zerocopy::IntoBytes;
 
-/// A channel end whose rings are in guest memory, signalled over a socket.
-pub type Channel = Queue<GuestRingMem<()>, SocketSignal>;
-
 /// Requests read from one channel in one batch.
 const BATCH: usize = 64;
-
-/// One channel end, with a copy of its signal socket for the event loop's `poll`.
-#[derive(Debug)]
-pub struct ChannelEnd {
-    /// The queue.
-    pub queue: Channel,
-    /// The signal socket, to sleep on.
-    pub fd: OwnedFd,
-}
-
-impl ChannelEnd {
-    /// Opens `side`'s end of the channel whose rings are the GPADL `gpns`
-    /// split at `split` in `memory`, signalled through `socket` (one of a
-    /// stream socket pair). `transactions`: requests this end may have
-    /// outstanding (the guest's); 0 for an end that sends none (the host's).
-    pub fn open(
-        memory: &Memory,
-        gpns: &[u64],
-        split: usize,
-        side: Side,
-        socket: impl Into<OwnedFd>,
-        transactions: usize,
-    ) -> Result<Self, DeviceError> {
-        let signal = SocketSignal::new(socket)?.with_reactor(ExternalReactor);
-        let fd = signal.as_fd().try_clone_to_owned()?;
-        let raw = RawChannel::from_gpadl(memory, gpns, split, side, signal)?;
-        let queue = if transactions > 0 { Queue::with_transactions(raw, transactions) } else { Queue::new(raw) };
-        Ok(Self { queue, fd })
-    }
-}
 
 /// The host end of a device: guest memory, the disk, the channels.
 #[derive(Debug)]

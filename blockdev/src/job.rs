@@ -76,14 +76,14 @@ impl Load {
 }
 
 impl Workload for Load {
-    fn next(&mut self, guest: &Guest, tag: usize) -> Option<IoRequest> {
+    fn next(&mut self, guest: &Guest, tag: usize) -> Result<Option<IoRequest>, DeviceError> {
         if self.blocks == 0 || Instant::now() >= self.deadline {
-            return None;
+            return Ok(None);
         }
         let offset = self.next_offset();
         self.offsets.push(offset);
         let segments = vec![Segment { address: guest.layout().slot(tag), len: self.job.block as usize }];
-        Some(IoRequest { op: self.job.op, sector: offset / SECTOR_SIZE, length: self.job.block, segments })
+        Ok(Some(IoRequest { op: self.job.op, sector: offset / SECTOR_SIZE, length: self.job.block, segments }))
     }
 
     fn finished(&mut self, _guest: &Guest, done: &Done) -> Result<bool, DeviceError> {

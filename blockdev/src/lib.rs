@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 pub mod bound;
+pub mod channel;
 pub mod cli;
 pub mod disk;
 pub mod drive;

@@ -106,9 +106,9 @@ impl Verify {
 }
 
 impl Workload for Verify {
-    fn next(&mut self, guest: &Guest, tag: usize) -> Option<IoRequest> {
+    fn next(&mut self, guest: &Guest, tag: usize) -> Result<Option<IoRequest>, DeviceError> {
         if self.sent == self.to_send || self.generations.is_empty() {
-            return None;
+            return Ok(None);
         }
         self.sent += 1;
         let flush = Pending { op: Op::Flush, first: 0, count: 0, generation: 0, segments: Vec::new() };
@@ -129,7 +129,8 @@ impl Workload for Verify {
                     for (index, block) in self.data.chunks_exact_mut(BLOCK).enumerate() {
                         pattern::fill(block, first + index as u64, generation);
                     }
-                    write_into(guest.memory(), &segments, &self.data).ok()?;
+                    write_into(guest.memory(), &segments, &self.data)
+                        .map_err(|error| DeviceError::Memory(error.to_string()))?;
                     Pending { op: Op::Write, first, count, generation, segments }
                 } else {
                     Pending { op: Op::Read, first, count, generation: 0, segments }
@@ -144,7 +145,7 @@ impl Workload for Verify {
             segments: pending.segments.clone(),
         };
         self.pending[tag] = Some(pending);
-        Some(request)
+        Ok(Some(request))
     }
 
     fn finished(&mut self, guest: &Guest, done: &Done) -> Result<bool, DeviceError> {
