@@ -113,7 +113,8 @@ fn run(options: &Options) -> Result<bool, DeviceError> {
     let kill_every = (options.kill_every > 0).then_some(options.kill_every);
     let (verified, restarts) = verify(&launcher, channels, options, kill_every)?;
     println!(
-        "verified: {} I/Os, {} mismatches ({} reads, {} writes, {} flushes, {:.1} GiB; {} channels, depth {}, host killed and restarted {} times)",
+        "verified: {} I/Os, {} mismatches ({} reads, {} writes, {} flushes, {:.1} GiB, every block read back at the end; \
+         {} channels, depth {}, host killed and restarted {} times)",
         verified.ios,
         verified.mismatches,
         verified.reads,
@@ -136,6 +137,8 @@ fn verify(
     let mut guest = Guest::start(layout(channels, options.depth), launcher.clone(), STALL)?;
     let blocks = options.disk_size / BLOCK as u64;
     let mut workload = Verify::new(blocks, options.ios, options.depth, kill_every, 0x0b10c);
+    drive(&mut guest, options.depth, &mut workload)?;
+    workload.read_back_everything();
     drive(&mut guest, options.depth, &mut workload)?;
     let restarts = guest.restarts();
     guest.shut_down()?;

@@ -11,6 +11,8 @@ use crate::validate::Segment;
 
 /// A flush every this many requests.
 const FLUSH_EVERY: u64 = 64;
+/// Blocks a read-back request reads (1 MiB).
+const READ_BACK_BLOCKS: u64 = 256;
 /// Tries to find blocks no request in flight touches.
 const PICK_TRIES: usize = 64;
 
@@ -52,6 +54,8 @@ pub struct Verify {
     sent: u64,
     kill_every: Option<u64>,
     pending: Vec<Option<Pending>>,
+    /// In the read-back phase: the next block to read back.
+    read_back: Option<u64>,
     data: Vec<u8>,
     result: Verified,
 }
@@ -69,6 +73,7 @@ impl Verify {
             sent: 0,
             kill_every: kill_every.filter(|&every| every > 0),
             pending: (0..depth).map(|_| None).collect(),
+            read_back: None,
             data: Vec::new(),
             result: Verified::default(),
         }
@@ -103,16 +108,13 @@ impl Verify {
         }
         None
     }
-}
 
-impl Workload for Verify {
-    fn next(&mut self, guest: &Guest, tag: usize) -> Result<Option<IoRequest>, DeviceError> {
-        if self.sent == self.to_send || self.generations.is_empty() {
-            return Ok(None);
-        }
+    /// The next request of the random phase: a flush every 64, else a read
+    /// or a write of blocks nothing in flight touches.
+    fn random(&mut self, guest: &Guest, tag: usize) -> Result<Pending, DeviceError> {
         self.sent += 1;
         let flush = Pending { op: Op::Flush, first: 0, count: 0, generation: 0, segments: Vec::new() };
-        let pending = match (self.sent % FLUSH_EVERY, self.pick_blocks()) {
+        Ok(match (self.sent % FLUSH_EVERY, self.pick_blocks()) {
             (0, blocks) | (_, blocks @ None) => {
                 if let Some((first, count)) = blocks {
                     self.busy[first as usize..(first + count) as usize].fill(false);
@@ -136,6 +138,34 @@ impl Workload for Verify {
                     Pending { op: Op::Read, first, count, generation: 0, segments }
                 }
             }
+        })
+    }
+
+    /// Switches to reading back every block of the disk, 1 MiB a request,
+    /// for the next [`drive`](crate::drive::drive); call it once the random
+    /// phase has finished.
+    pub fn read_back_everything(&mut self) {
+        self.read_back = Some(0);
+    }
+
+    /// Blocks of the read-back request starting at `first`, `None` past the end.
+    fn read_back_count(&self, first: u64) -> Option<u64> {
+        let left = (self.generations.len() as u64).checked_sub(first).filter(|&left| left > 0)?;
+        Some(left.min(READ_BACK_BLOCKS))
+    }
+}
+
+impl Workload for Verify {
+    fn next(&mut self, guest: &Guest, tag: usize) -> Result<Option<IoRequest>, DeviceError> {
+        let pending = match self.read_back {
+            Some(first) => {
+                let Some(count) = self.read_back_count(first) else { return Ok(None) };
+                self.read_back = Some(first + count);
+                let segments = scatter(&mut self.rng, guest.layout().slot(tag), count as usize * BLOCK);
+                Pending { op: Op::Read, first, count, generation: 0, segments }
+            }
+            None if self.sent == self.to_send || self.generations.is_empty() => return Ok(None),
+            None => self.random(guest, tag)?,
         };
         let length = (pending.count as usize * BLOCK) as u32;
         let request = IoRequest {

@@ -36,12 +36,34 @@ fn a_verify_run_survives_host_kills_without_a_mismatch() {
     let mut verify = Verify::new(DISK / BLOCK as u64, 3000, depth, Some(1000), 7);
     drive(&mut guest, depth, &mut verify).unwrap();
     // Killed after 1000 and 2000 completions, each time with requests in
-    // flight; the kill after the last completion needs no new host.
+    // flight; the kill after the last one is noticed by the read-back.
     assert_eq!(guest.restarts(), 2);
+    verify.read_back_everything();
+    drive(&mut guest, depth, &mut verify).unwrap();
+    assert_eq!(guest.restarts(), 3);
     guest.shut_down().unwrap();
     let result = verify.result();
-    assert_eq!((result.ios, result.mismatches), (3000, 0));
+    // 16 MiB read back in 16 requests of 1 MiB.
+    assert_eq!((result.ios, result.mismatches), (3000 + 16, 0));
     assert!(result.reads > 0 && result.writes > 0 && result.flushes > 0);
+}
+
+#[test]
+fn a_disk_that_does_not_hold_what_was_written_is_caught() {
+    let image = Image(std::env::temp_dir().join(format!("vmbus-blockdev-e2e-bad-{}.img", std::process::id())));
+    // Not the zeros the verify run expects of blocks it never wrote.
+    std::fs::write(&image.0, vec![0xff; DISK as usize]).unwrap();
+    let launcher = Launcher {
+        program: env!("CARGO_BIN_EXE_vmbus-blockdev").into(),
+        args: vec!["host".into(), "--disk".into(), image.0.clone().into()],
+    };
+    let layout = Layout { channels: 1, guest_to_host_pages: 33, host_to_guest_pages: 9, slots: 4 };
+    let mut guest = Guest::start(layout, launcher, Duration::from_secs(10)).unwrap();
+    let mut verify = Verify::new(DISK / BLOCK as u64, 0, 4, None, 7);
+    verify.read_back_everything();
+    drive(&mut guest, 4, &mut verify).unwrap();
+    guest.shut_down().unwrap();
+    assert_eq!(verify.result().mismatches, DISK / BLOCK as u64);
 }
 
 #[test]
