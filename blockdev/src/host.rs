@@ -2,7 +2,7 @@
 //!
 //! The loop reads each channel without waiting
 //! ([`poll_read_batch`](vmbus_channel::QueueReader::poll_read_batch) with a
-//! no-op waker and the [`ExternalReactor`]), answers a batch of requests
+//! no-op waker and the [`ExternalReactor`](vmbus_channel::ExternalReactor)), answers a batch of requests
 //! with one batch of completions, and when no channel has work, sleeps in
 //! `poll(2)` on all the channels' signal sockets.
 
