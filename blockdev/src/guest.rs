@@ -108,11 +108,6 @@ impl Guest {
         self.restarts
     }
 
-    /// The running host's process id.
-    pub fn host_pid(&self) -> Option<u32> {
-        self.host.as_ref().map(HostProcess::id)
-    }
-
     /// Requests in flight.
     pub fn in_flight(&self) -> usize {
         self.in_flight.iter().filter(|slot| slot.is_some()).count()
@@ -162,12 +157,15 @@ impl Guest {
         let deadline = Instant::now() + self.stall;
         let mut cx = Context::from_waker(Waker::noop());
         while self.in_flight() > 0 {
-            let mut host_gone = false;
+            let (mut host_gone, mut read_any) = (false, false);
             for end in &mut self.channels {
                 match end.queue.reader_mut().poll_read_batch(&mut cx, 64, |_, _| {}) {
                     Poll::Ready(Err(ChannelError::Closed)) => host_gone = true,
                     Poll::Ready(Err(error)) => return Err(error.into()),
-                    _ => {}
+                    // Packets may be left (a spent work budget): look again
+                    // rather than sleep.
+                    Poll::Ready(Ok(_)) => read_any = true,
+                    Poll::Pending => {}
                 }
             }
             let before = done.len();
@@ -197,6 +195,9 @@ impl Guest {
             let now = Instant::now();
             if now >= deadline {
                 return Err(DeviceError::Stalled(self.stall, "completions"));
+            }
+            if read_any {
+                continue;
             }
             let fds: Vec<_> = self.channels.iter().map(|end| end.fd.as_fd()).collect();
             wait_readable(&fds, deadline - now)?;

@@ -79,11 +79,6 @@ impl Launcher {
 }
 
 impl HostProcess {
-    /// The process id.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Kills the process and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
