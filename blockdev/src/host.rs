@@ -67,7 +67,7 @@ impl Host {
             for channel in &mut self.channels {
                 let (memory, disk) = (&self.memory, &mut self.disk);
                 let read = channel.queue.reader_mut().poll_read_batch(&mut cx, BATCH, |packet, payload| {
-                    let completion = respond(memory, disk, packet, payload);
+                    let completion = respond(memory, disk, payload);
                     if packet.completion_requested {
                         replies.push((packet.transaction_id, completion));
                     }

@@ -59,7 +59,6 @@ pub mod job;
 pub mod launcher;
 pub mod memory;
 pub mod pattern;
-pub mod ranges;
 pub mod report;
 pub mod request;
 pub mod scatter;

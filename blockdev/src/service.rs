@@ -2,28 +2,23 @@
 
 use crate::disk::Disk;
 use crate::memory::Memory;
-use crate::ranges::request_ranges;
 use crate::request::{CompletionHeader, Request, RequestHeader, Status};
 use crate::validate::{plan, Plan};
 use rustix::time::{clock_gettime, ClockId};
 use vmbus_channel::Payload;
-use vmbus_ring::{IncomingPacket, RingMem};
+use vmbus_ring::RingMem;
 use zerocopy::FromZeros;
 
-/// Serves one request packet against `memory` and `disk`; the completion
-/// to send back. Never panics, whatever the packet holds.
-pub fn respond<M: RingMem>(
-    memory: &Memory,
-    disk: &mut Disk,
-    packet: &IncomingPacket,
-    payload: &Payload<'_, M>,
-) -> CompletionHeader {
+/// Serves one request packet (its payload and ranges, read through the
+/// batch) against `memory` and `disk`; the completion to send back. Never
+/// panics, whatever the packet holds.
+pub fn respond<M: RingMem>(memory: &Memory, disk: &mut Disk, payload: &Payload<'_, M>) -> CompletionHeader {
     let mut header = RequestHeader::new_zeroed();
     if payload.read_at(0, zerocopy::IntoBytes::as_mut_bytes(&mut header)).is_err() {
         return CompletionHeader::new(Status::Malformed, 0);
     }
     let checked = Request::parse(zerocopy::IntoBytes::as_bytes(&header))
-        .and_then(|request| plan(&request, request_ranges(packet, payload), memory, disk.size()));
+        .and_then(|request| plan(&request, payload.gpa_ranges(), memory, disk.size()));
     let done = match checked {
         Err(status) => return CompletionHeader::new(status, 0),
         Ok(Plan::Transfer(transfer)) => {
