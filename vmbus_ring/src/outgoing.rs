@@ -303,7 +303,8 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// let full = batch.write(&OutgoingPacket::in_band(2), &[&[0; 3000]]);
     /// assert!(matches!(full, Err(WriteError::Full { needed: 3024, .. })));
     /// ```
-    #[inline]
+    // Always inlined, as `ReadBatch::next` is and for the same reason.
+    #[inline(always)]
     pub fn write(&mut self, packet: &OutgoingPacket<'_>, payload: &[&[u8]]) -> Result<(), WriteError> {
         // One piece, the common case: one copy, no length sum or cursor to keep.
         if let [piece] = payload {
@@ -337,7 +338,8 @@ impl<M: RingMem> WriteBatch<'_, M> {
     /// assert!(batch.write_payload(payload, 10, b"overrun").is_err());
     /// batch.commit();
     /// ```
-    #[inline]
+    // Always inlined, as `write` (its caller) is.
+    #[inline(always)]
     pub fn reserve(&mut self, packet: &OutgoingPacket<'_>, payload_len: usize) -> Result<PayloadRange, WriteError> {
         if matches!(packet.kind, OutgoingKind::GpaDirect(ranges) if ranges.is_empty()) {
             return Err(WriteError::NoGpaRange);
@@ -448,23 +450,8 @@ impl Frame<'_, '_> {
         let [head, transaction_id]: [[u8; PACKET_ALIGNMENT]; 2] = zerocopy::transmute!(self.descriptor);
         mem.write_data_word(self.start as usize, word(head));
         mem.write_data_word(at(PACKET_ALIGNMENT), word(transaction_id));
-        match *self.kind {
-            OutgoingKind::InBand | OutgoingKind::Completion => {}
-            OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
-                let header = TransferPageHeader {
-                    set_id: set_id.into(),
-                    sender_owns_set: sender_owns_set.into(),
-                    reserved: 0,
-                    range_count: (ranges.len() as u32).into(),
-                };
-                mem.write_data_word(at(DESCRIPTOR_LEN), word(zerocopy::transmute!(header)));
-                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.as_bytes());
-            }
-            OutgoingKind::GpaDirect(ranges) => {
-                let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
-                mem.write_data_word(at(DESCRIPTOR_LEN), word(zerocopy::transmute!(header)));
-                mem.write_data(at(DESCRIPTOR_LEN + TYPE_HEADER_LEN), ranges.words().as_bytes());
-            }
+        if !matches!(self.kind, OutgoingKind::InBand | OutgoingKind::Completion) {
+            write_type_header(mem, self.kind, at(DESCRIPTOR_LEN), at(DESCRIPTOR_LEN + TYPE_HEADER_LEN));
         }
         // The padding, as a whole word: when the payload does not end on a
         // word, its last word is zeroed here, and the payload, copied over
@@ -477,6 +464,32 @@ impl Frame<'_, '_> {
         let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };
         mem.write_data_word(at(self.length), word(zerocopy::transmute!(footer)));
         at(self.data_offset)
+    }
+}
+
+/// Writes the type-specific header of a transfer-pages or GPA-direct packet
+/// at data-area offset `header_at` and its range list at `ranges_at`. Out of
+/// line, so that the in-band path `write` inlines stays small enough to be
+/// inlined wherever it is called.
+#[inline(never)]
+fn write_type_header(mem: &impl RingMem, kind: &OutgoingKind<'_>, header_at: usize, ranges_at: usize) {
+    match *kind {
+        OutgoingKind::InBand | OutgoingKind::Completion => {}
+        OutgoingKind::TransferPages { set_id, sender_owns_set, ranges } => {
+            let header = TransferPageHeader {
+                set_id: set_id.into(),
+                sender_owns_set: sender_owns_set.into(),
+                reserved: 0,
+                range_count: (ranges.len() as u32).into(),
+            };
+            mem.write_data_word(header_at, word(zerocopy::transmute!(header)));
+            mem.write_data(ranges_at, ranges.as_bytes());
+        }
+        OutgoingKind::GpaDirect(ranges) => {
+            let header = GpaDirectHeader { reserved: 0.into(), range_count: (ranges.len() as u32).into() };
+            mem.write_data_word(header_at, word(zerocopy::transmute!(header)));
+            mem.write_data(ranges_at, ranges.words().as_bytes());
+        }
     }
 }
 
