@@ -335,9 +335,12 @@ impl<M: RingMem> IncomingRing<M> {
         let word_count = (room - TYPE_HEADER_LEN) / size_of::<u64>() as u32;
         let start = self.copy_range_words(index::advance(self.data_len, at, TYPE_HEADER_LEN), word_count);
         let copied = self.range_copies.get(start as usize, word_count as usize).unwrap_or_default();
-        let words = GpaRanges::parse(copied, count)?.words().len();
-        // Words after the last range are padding: drop them from the copy.
-        self.range_copies.truncate(start as usize + words);
+        let parsed = GpaRanges::parse(copied, count).map(|ranges| ranges.words().len());
+        // Words after the last range are padding, and a list that does not
+        // parse is nobody's: drop them from the copy (a caller that reads a
+        // corrupt packet again and again must not grow it).
+        self.range_copies.truncate(start as usize + *parsed.as_ref().unwrap_or(&0));
+        let words = parsed?;
         // `words` is at most `word_count`, a `u32`.
         Ok(RangeList { start, words: words as u32, count })
     }
@@ -521,4 +524,27 @@ impl<M: RingMem> ReadBatch<'_, M> {
 
     /// Leaves every packet of this batch in the ring, to be read again.
     pub fn revert(self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FlatRingMem, GpaRangeBuf, OutgoingPacket, OutgoingRing};
+
+    #[test]
+    fn a_corrupt_range_list_read_again_and_again_does_not_grow_the_copies() {
+        let mem = FlatRingMem::new(4096).unwrap();
+        let mut ranges = GpaRangeBuf::new();
+        ranges.push_contiguous(0x10_0000, 16384).unwrap();
+        OutgoingRing::new(mem.clone()).unwrap().write(&OutgoingPacket::gpa_direct(1, ranges.ranges()), &[]).unwrap();
+        // The range's byte offset (the high half of its header word, after
+        // the 16-byte descriptor and the 8-byte GPA-direct header) past a page.
+        mem.write_data(28, &5000u32.to_le_bytes());
+        let mut reader = IncomingRing::new(mem).unwrap();
+        let mut batch = reader.read_batch();
+        for _ in 0..1000 {
+            assert!(matches!(batch.next(), Err(ReadError::Corrupt(error)) if error.field == Field::GpaByteOffset));
+        }
+        assert_eq!(batch.ring.range_copies.used(), 0, "the corrupt list's words were dropped each time");
+    }
 }

@@ -42,6 +42,12 @@ impl RangeCopies {
         self.used = self.used.min(end);
     }
 
+    /// Words the current batch holds.
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
+        self.used
+    }
+
     /// The `len` words from `start`, if the current batch has them.
     #[inline]
     pub(crate) fn get(&self, start: usize, len: usize) -> Option<&[U64]> {
