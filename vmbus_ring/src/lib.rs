@@ -43,7 +43,13 @@
 //!   and [`MappedRingMem`]: where the ring lives. All shared-memory access
 //!   goes through [`SharedRegion`], the crate's only unsafe code.
 //! - [`OutgoingRing`] / [`WriteBatch`] and [`IncomingRing`] / [`ReadBatch`]:
-//!   the endpoints. Batches are cursors: several packets, one commit.
+//!   the endpoints. Batches are cursors: several packets, one commit. A
+//!   received [`IncomingPacket`] is a small `Copy` header; its payload stays
+//!   in the ring and a transfer-pages or GPA-direct range list in the
+//!   batch's private copy, both read through the batch
+//!   ([`ReadBatch::read_payload`], [`ReadBatch::gpa_ranges`],
+//!   [`ReadBatch::transfer_page_ranges`], or [`ReadBatch::owned_kind`] to
+//!   keep one).
 //! - [`signal`]: the signalling decisions, usable from a control page alone.
 //! - [`GpaRanges`] and [`GpaRangeBuf`]: guest-physical range lists.
 //! - [`RingState`]: a snapshot of the control page for logs and inspection.
