@@ -3,19 +3,18 @@
 
 use crate::error::DeviceError;
 use crate::memory::Memory;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use vmbus_channel::{ExternalReactor, GuestRingMem, Queue, RawChannel, Side, SocketSignal};
 
 /// A channel end whose rings are in guest memory, signalled over a socket.
 pub type Channel = Queue<GuestRingMem<()>, SocketSignal>;
 
-/// One channel end, with a copy of its signal socket for the event loop's `poll`.
+/// One channel end; its signal socket (`queue.signal()`) is what the event
+/// loop's `poll` sleeps on.
 #[derive(Debug)]
 pub struct ChannelEnd {
     /// The queue.
     pub queue: Channel,
-    /// The signal socket, to sleep on.
-    pub fd: OwnedFd,
 }
 
 impl ChannelEnd {
@@ -32,9 +31,8 @@ impl ChannelEnd {
         transactions: usize,
     ) -> Result<Self, DeviceError> {
         let signal = SocketSignal::new(socket)?.with_reactor(ExternalReactor);
-        let fd = signal.as_fd().try_clone_to_owned()?;
         let raw = RawChannel::from_gpadl(memory, gpns, split, side, signal)?;
         let queue = if transactions > 0 { Queue::with_transactions(raw, transactions) } else { Queue::new(raw) };
-        Ok(Self { queue, fd })
+        Ok(Self { queue })
     }
 }

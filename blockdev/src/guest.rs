@@ -199,7 +199,7 @@ impl Guest {
             if read_any {
                 continue;
             }
-            let fds: Vec<_> = self.channels.iter().map(|end| end.fd.as_fd()).collect();
+            let fds: Vec<_> = self.channels.iter().map(|end| end.queue.signal().as_fd()).collect();
             wait_readable(&fds, deadline - now)?;
         }
         Ok(())

@@ -88,7 +88,7 @@ impl Host {
                 }
             }
             if !busy {
-                let fds: Vec<_> = self.channels.iter().map(|channel| channel.fd.as_fd()).collect();
+                let fds: Vec<_> = self.channels.iter().map(|channel| channel.queue.signal().as_fd()).collect();
                 wait_readable(&fds, idle)?;
             }
         }

@@ -98,6 +98,30 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
         &mut self.writer
     }
 
+    /// The signal both halves share: an fd-backed one is
+    /// [`AsFd`](std::os::fd::AsFd), for an event loop of the caller's own
+    /// to watch (with [`ExternalReactor`](crate::ExternalReactor)).
+    ///
+    /// ```
+    /// # #[cfg(target_os = "linux")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::os::fd::AsFd;
+    /// use vmbus_channel::{ChannelFds, ExternalReactor, MemfdChannel, Queue};
+    /// use vmbus_ring::MappingLayout;
+    /// let (ours, _theirs) = ChannelFds::pair(4 * 4096)?;
+    /// let channel = MemfdChannel::from_fds_with_reactor(ours, MappingLayout::Single, ExternalReactor)?;
+    /// let queue = Queue::new(channel);
+    /// let fd = queue.signal().as_fd(); // poll this for readability, then read
+    /// # let _ = fd;
+    /// # Ok(())
+    /// # }
+    /// # #[cfg(not(target_os = "linux"))]
+    /// # fn main() {}
+    /// ```
+    pub fn signal(&self) -> &S {
+        &self.reader.signal
+    }
+
     /// Splits the queue into halves that can move to different tasks or threads.
     pub fn split(self) -> (QueueReader<M, S>, QueueWriter<M, S>) {
         (self.reader, self.writer)
@@ -120,6 +144,12 @@ impl<M: RingMem, S: Signal> Queue<M, S> {
 }
 
 impl<M: RingMem, S: Signal> QueueReader<M, S> {
+    /// The signal this half shares with the write half (see
+    /// [`Queue::signal`]).
+    pub fn signal(&self) -> &S {
+        &self.signal
+    }
+
     /// Counters (shared with the write half).
     pub fn counters(&self) -> QueueCounters {
         self.shared.counters.snapshot(self.signal.notifier().generation())
@@ -136,6 +166,12 @@ impl<M: RingMem, S: Signal> QueueReader<M, S> {
 }
 
 impl<M: RingMem, S: Signal> QueueWriter<M, S> {
+    /// The signal this half shares with the read half (see
+    /// [`Queue::signal`]).
+    pub fn signal(&self) -> &S {
+        &self.signal
+    }
+
     /// Counters (shared with the read half).
     pub fn counters(&self) -> QueueCounters {
         self.shared.counters.snapshot(self.signal.notifier().generation())
