@@ -144,7 +144,7 @@ fn ring_paths_do_not_allocate_on_mapped_memory() {
 }
 
 /// Long range lists: the reader copies them into storage its batches reuse,
-/// which grows to the longest list once and then stays, so no packet
+/// which grows once to the most a batch holds and then stays, so no packet
 /// allocates, however many ranges it has.
 #[test]
 fn long_range_lists_do_not_allocate_a_packet() {

@@ -221,12 +221,38 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Bytes readable from `cursor`, refreshing the cached write index when
     /// the cached one shows none.
+    ///
+    /// A writer writes only into space this reader has committed, so in
+    /// ring order from the committed read index the write index never lies
+    /// before a batch's cursor. One that does has gone round the ring into
+    /// bytes the batch has read and not committed: it is corrupt. (Taken
+    /// for the truth, it would let one batch read round and round the ring,
+    /// without end.)
     #[inline]
     fn available_from(&mut self, cursor: u32) -> Result<u32, CorruptError> {
         if cursor == self.write_index {
             self.refresh_write_index()?;
+            // In ring order from the cursor, the write index must come
+            // before the committed read index (or be the cursor itself).
+            let ahead = index::used(self.data_len, self.write_index, cursor);
+            if ahead >= self.data_len - index::used(self.data_len, cursor, self.read_index) {
+                return Err(self.write_index_laps(cursor));
+            }
+            return Ok(ahead);
         }
         Ok(index::used(self.data_len, self.write_index, cursor))
+    }
+
+    /// The error of a write index that went round the ring past the
+    /// committed read index into the batch at `cursor`; the cached write
+    /// index goes back to the cursor (a valid index the batch reached), so
+    /// that every later read looks again and fails the same way.
+    #[cold]
+    #[inline(never)]
+    fn write_index_laps(&mut self, cursor: u32) -> CorruptError {
+        let write = self.write_index;
+        self.write_index = cursor;
+        CorruptError::new(Field::WriteIndex, write.into())
     }
 
     #[inline]
@@ -347,8 +373,10 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Copies `count` 8-byte words from `at` to the end of the batch's copy
     /// of range lists; returns where they start there. The words lie within
-    /// one packet, so a batch never copies more than the data area holds
-    /// (under 4 GiB, so the positions fit a `u32`).
+    /// one packet, and a batch reads less than the data area holds (its
+    /// cursor never passes the committed read index: see `available_from`),
+    /// so it never copies more than that, under 4 GiB: the positions fit a
+    /// `u32`.
     fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {
         let (start, words) = self.range_copies.append(count as usize);
         self.mem.read_data(at as usize, words.as_mut_bytes());
@@ -530,6 +558,31 @@ impl<M: RingMem> ReadBatch<'_, M> {
 mod tests {
     use super::*;
     use crate::{FlatRingMem, GpaRangeBuf, OutgoingPacket, OutgoingRing};
+
+    #[test]
+    fn a_write_index_that_laps_the_batch_is_corrupt_and_stays_so() {
+        use crate::{ControlPage, ControlWord, TransferPageRange};
+        let mem = FlatRingMem::new(4096).unwrap();
+        let mut writer = OutgoingRing::new(mem.clone()).unwrap();
+        let ranges = [TransferPageRange::new(100, 0); 8];
+        let packet = OutgoingPacket::transfer_pages(1, 0, false, &ranges);
+        let size = packet.size(0) as u32;
+        writer.write(&packet, &[]).unwrap();
+        let mut reader = IncomingRing::new(mem.clone()).unwrap();
+        let mut batch = reader.read_batch();
+        batch.next().unwrap().unwrap();
+        // The writer claims to have gone round the ring and stopped short of
+        // the first packet again: bytes the batch has read and not freed.
+        // Taken for the truth, the batch would read on round the ring, and a
+        // writer that kept this up would have it read (and copy the range
+        // lists of) packets without end.
+        mem.store(ControlWord::WriteIndex, size - 8, core::sync::atomic::Ordering::Release);
+        for _ in 0..3 {
+            let Err(ReadError::Corrupt(error)) = batch.next() else { panic!("a lapping write index was accepted") };
+            assert_eq!((error.field, error.value), (Field::WriteIndex, u64::from(size - 8)));
+        }
+        assert_eq!(batch.ring.range_copies.used(), 8, "only the first packet's list was copied");
+    }
 
     #[test]
     fn a_corrupt_range_list_read_again_and_again_does_not_grow_the_copies() {
