@@ -277,8 +277,7 @@ impl<M: RingMem> IncomingRing<M> {
         // two 8-byte stores still in flight cannot be forwarded from them,
         // and a reader right behind its writer (a packet read as soon as it
         // is committed) would stall on it.
-        let head = self.mem.read_data_word(at as usize);
-        let second = self.mem.read_data_word(index::advance(self.data_len, at, PACKET_ALIGNMENT as u32) as usize);
+        let [head, second] = self.mem.read_data_word_pair(at as usize);
         let descriptor: PacketDescriptor = zerocopy::transmute!([head.to_le_bytes(), second.to_le_bytes()]);
         let data_offset8 = descriptor.data_offset8.get();
         let length8 = descriptor.length8.get();

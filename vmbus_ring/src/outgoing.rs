@@ -122,7 +122,8 @@ impl<M: RingMem> OutgoingRing<M> {
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
         let cursor = self.write_index;
         let id = self.batch_ids.next();
-        WriteBatch { ring: self, cursor, packets: 0, id }
+        let room = self.room_at(cursor);
+        WriteBatch { ring: self, cursor, room, packets: 0, id }
     }
 
     /// Writes one packet and commits it; returns whether to signal the reader.
@@ -147,23 +148,16 @@ impl<M: RingMem> OutgoingRing<M> {
         Ok(self.free_from(self.write_index, wanted)? >= wanted)
     }
 
-    /// Checks that a packet of `needed` bytes, with the kept-free bytes after
-    /// it, fits the ring and the space free at `cursor`. The common case, a
-    /// packet that fits the space the cached read index leaves, costs two
-    /// comparisons; anything else goes to [`make_room`](Self::make_room).
+    /// Bytes packets starting at `cursor` may take, by the cached read
+    /// index, with the kept-free bytes left over.
     #[inline]
-    fn check_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
-        let wanted = needed.saturating_add(self.kept_free as usize);
-        let cached_free = index::free(self.data_len, cursor, self.read_index) as usize;
-        if wanted <= cached_free && needed <= self.max_packet as usize {
-            return Ok(());
-        }
-        self.make_room(cursor, needed)
+    fn room_at(&self, cursor: u32) -> u32 {
+        index::free(self.data_len, cursor, self.read_index).saturating_sub(self.kept_free)
     }
 
-    /// The slow path of [`check_room`](Self::check_room): refuses a packet
-    /// too large for the ring, refreshes the cached read index, and reports a
-    /// full ring with what it found free.
+    /// The slow path of [`WriteBatch::reserve`]'s room check: refuses a
+    /// packet too large for the ring, refreshes the cached read index, and
+    /// reports a full ring with what it found free.
     #[inline(never)]
     fn make_room(&mut self, cursor: u32, needed: usize) -> Result<(), WriteError> {
         let kept = self.kept_free as usize;
@@ -287,6 +281,10 @@ impl<M: RingMem> OutgoingRing<M> {
 pub struct WriteBatch<'a, M> {
     ring: &'a mut OutgoingRing<M>,
     cursor: u32,
+    /// Bytes the batch may still write at `cursor` by the cached read index,
+    /// kept-free bytes left over: a packet that fits costs one comparison
+    /// and one subtraction here.
+    room: u32,
     packets: usize,
     /// What the payload ranges this batch reserves carry.
     id: BatchId,
@@ -347,7 +345,10 @@ impl<M: RingMem> WriteBatch<'_, M> {
         let header_len = packet.kind.header_len();
         let needed = packet_size(header_len, payload_len);
         let start = self.cursor;
-        self.ring.check_room(start, needed)?;
+        if needed > self.room as usize || needed > self.ring.max_packet as usize {
+            self.ring.make_room(start, needed)?;
+            self.room = self.ring.room_at(start);
+        }
         // `needed` fits the ring and a descriptor (checked above), so the
         // lengths below fit their fields.
         let data_offset = size_of::<PacketDescriptor>() + header_len;
@@ -366,11 +367,13 @@ impl<M: RingMem> WriteBatch<'_, M> {
         // its parts located by plain additions; one that wraps goes through
         // the wrapping arithmetic, in a copy of the code of its own.
         let payload_at = if needed < (data_len - start) as usize {
-            frame.write(&self.ring.mem, |offset| start as usize + offset)
+            frame.write(&self.ring.mem, true, |offset| start as usize + offset)
         } else {
-            frame.write(&self.ring.mem, |offset| index::advance(data_len, start, offset as u32) as usize)
+            frame.write(&self.ring.mem, false, |offset| index::advance(data_len, start, offset as u32) as usize)
         };
         self.cursor = index::advance(data_len, start, needed as u32);
+        // At least `needed` (checked above, or found by `make_room`).
+        self.room -= needed as u32;
         self.packets += 1;
         Ok(PayloadRange { offset: payload_at as u32, len: payload_len as u32, batch: self.id })
     }
@@ -442,14 +445,24 @@ struct Frame<'k, 'a> {
 impl Frame<'_, '_> {
     /// Writes the descriptor, type header, padding and footer, placing each
     /// part with `at` (an offset within the packet to a data-area offset),
-    /// and returns the data-area offset of the payload.
+    /// and returns the data-area offset of the payload. `contiguous` says
+    /// that the packet does not wrap, so its descriptor and footer go in
+    /// with one bounds check.
     #[inline(always)]
-    fn write(&self, mem: &impl RingMem, at: impl Fn(usize) -> usize) -> usize {
+    fn write(&self, mem: &impl RingMem, contiguous: bool, at: impl Fn(usize) -> usize) -> usize {
         // Fixed-size parts go in as whole words taken from registers (see
         // `word`), each at an 8-aligned offset, where no word wraps.
         let [head, transaction_id]: [[u8; PACKET_ALIGNMENT]; 2] = zerocopy::transmute!(self.descriptor);
-        mem.write_data_word(self.start as usize, word(head));
-        mem.write_data_word(at(PACKET_ALIGNMENT), word(transaction_id));
+        let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };
+        let footer = word(zerocopy::transmute!(footer));
+        if contiguous {
+            let head = [word(head), word(transaction_id)];
+            mem.write_frame_words(self.start as usize, self.length + size_of::<PacketFooter>(), head, footer);
+        } else {
+            mem.write_data_word(self.start as usize, word(head));
+            mem.write_data_word(at(PACKET_ALIGNMENT), word(transaction_id));
+            mem.write_data_word(at(self.length), footer);
+        }
         if !matches!(self.kind, OutgoingKind::InBand | OutgoingKind::Completion) {
             write_type_header(mem, self.kind, at(DESCRIPTOR_LEN), at(DESCRIPTOR_LEN + TYPE_HEADER_LEN));
         }
@@ -461,8 +474,6 @@ impl Frame<'_, '_> {
         if !self.payload_len.is_multiple_of(PACKET_ALIGNMENT) {
             mem.write_data_word(at(self.length - PACKET_ALIGNMENT), 0);
         }
-        let footer = PacketFooter { reserved: 0.into(), start_offset: self.start.into() };
-        mem.write_data_word(at(self.length), word(zerocopy::transmute!(footer)));
         at(self.data_offset)
     }
 }

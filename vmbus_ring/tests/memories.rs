@@ -378,6 +378,43 @@ fn data_words_are_little_endian_bytes_in_every_memory_kind() {
     }
 }
 
+/// A packet's descriptor is read as a word pair and its descriptor and
+/// footer are written as a frame: in every memory kind, at every word of the
+/// data area, a pair is the word there and the one after it (the first, after
+/// the last), and a frame writes its three words and no other byte.
+#[test]
+fn word_pairs_and_frames_are_the_words_they_name_in_every_memory_kind() {
+    let data_len = 2 * PAGE;
+    let mut rng = Rng::new(0x5eed);
+    for (name, mem) in AnyMem::all(data_len) {
+        let mut expected = rng.bytes(data_len);
+        mem.write_data(0, &expected);
+        let word_at = |bytes: &[u8], at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+        for offset in (0..data_len).step_by(8) {
+            let next = (offset + 8) % data_len;
+            let pair = [word_at(&expected, offset), word_at(&expected, next)];
+            assert_eq!(mem.read_data_word_pair(offset), pair, "{name}: pair at {offset}");
+        }
+        for step in 0..200 {
+            let offset = rng.below(data_len / 8 - 1) * 8;
+            let len = (2 + rng.below((data_len - offset) / 8 - 1)) * 8;
+            let [first, second, last] = [rng.next(), rng.next(), rng.next()];
+            mem.write_frame_words(offset, len, [first, second], last);
+            expected[offset..offset + 8].copy_from_slice(&first.to_le_bytes());
+            expected[offset + 8..offset + 16].copy_from_slice(&second.to_le_bytes());
+            expected[offset + len - 8..offset + len].copy_from_slice(&last.to_le_bytes());
+            assert_same_image(&format!("step {step}: frame of {len} at {offset}"), name, &data_area(&mem), &expected);
+        }
+    }
+}
+
+/// The data area's bytes, read in one copy.
+fn data_area(mem: &AnyMem) -> Vec<u8> {
+    let mut bytes = vec![0; mem.data_len()];
+    mem.read_data(0, &mut bytes);
+    bytes
+}
+
 #[test]
 fn control_page_copies_agree_across_kinds() {
     let mems = AnyMem::all(PAGE);
@@ -407,7 +444,7 @@ fn out_of_bounds_data_copies_panic_and_write_nothing() {
     for (name, mem) in AnyMem::all(data_len) {
         mem.write_data(0, &vec![0x5a; data_len]);
         let before = ring_image(&mem);
-        let attempts: [OutOfBounds; 9] = [
+        let attempts: [OutOfBounds; 15] = [
             ("read at the end", |mem, len| mem.read_data(len, &mut [0; 1])),
             ("read longer than the area", |mem, len| mem.read_data(0, &mut vec![0; len + 1])),
             ("write at the end", |mem, len| mem.write_data(len, &[1])),
@@ -421,6 +458,16 @@ fn out_of_bounds_data_copies_panic_and_write_nothing() {
             }),
             ("word write at the end", |mem, len| mem.write_data_word(len, 1)),
             ("word write off 8-byte alignment", |mem, len| mem.write_data_word(len - 12, 1)),
+            ("word pair read at the end", |mem, len| {
+                let _ = mem.read_data_word_pair(len);
+            }),
+            ("word pair read off 8-byte alignment", |mem, len| {
+                let _ = mem.read_data_word_pair(len - 12);
+            }),
+            ("frame that wraps", |mem, len| mem.write_frame_words(len - 16, 24, [1, 2], 3)),
+            ("frame shorter than two words", |mem, _| mem.write_frame_words(0, 8, [1, 2], 3)),
+            ("frame of a length off 8-byte alignment", |mem, _| mem.write_frame_words(0, 20, [1, 2], 3)),
+            ("frame off 8-byte alignment", |mem, _| mem.write_frame_words(4, 24, [1, 2], 3)),
         ];
         for (what, attempt) in attempts {
             let result = catch_unwind(AssertUnwindSafe(|| attempt(&mem, data_len)));

@@ -68,6 +68,14 @@ impl RingMem for FlatRingMem {
         self.0.write_data_word_single(offset, value)
     }
     #[inline]
+    fn read_data_word_pair(&self, offset: usize) -> [u64; 2] {
+        self.0.read_data_word_pair_single(offset)
+    }
+    #[inline]
+    fn write_frame_words(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
+        self.0.write_frame_words_single(offset, len, head, last)
+    }
+    #[inline]
     fn zero_data(&self, offset: usize, len: usize) {
         self.0.zero_data(offset, len)
     }

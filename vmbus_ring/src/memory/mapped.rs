@@ -1,8 +1,8 @@
 //! Ring memory over a raw mapping, such as a shared file mapped by two processes.
 
 use super::{
-    check_control_span, check_data_len, split_at_wrap, word_outside_data_area, ControlPage, ControlRegion, ControlWord,
-    RingMem, SharedRegion,
+    check_control_span, check_data_len, frame_outside_data_area, split_at_wrap, word_outside_data_area, ControlPage,
+    ControlRegion, ControlWord, RingMem, SharedRegion,
 };
 use crate::wire::PAGE_SIZE;
 use crate::OpenError;
@@ -125,6 +125,27 @@ impl MappedRingMem {
         debug_assert_eq!(self.layout, MappingLayout::Single);
         if !self.data.try_store_u64(offset, value) {
             word_outside_data_area(self.data_len, offset);
+        }
+    }
+
+    /// [`RingMem::read_data_word_pair`] for a memory known to be mapped
+    /// once: one check where the pair does not wrap.
+    #[inline]
+    pub(super) fn read_data_word_pair_single(&self, offset: usize) -> [u64; 2] {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        match self.data.try_load_u64_pair(offset) {
+            Some(words) => words,
+            None => [self.read_data_word_single(offset), self.read_data_word_single(0)],
+        }
+    }
+
+    /// [`RingMem::write_frame_words`] for a memory known to be mapped once,
+    /// where the region's check is the contract's.
+    #[inline]
+    pub(super) fn write_frame_words_single(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
+        debug_assert_eq!(self.layout, MappingLayout::Single);
+        if !self.data.try_store_frame(offset, len, head, last) {
+            frame_outside_data_area(self.data_len, offset, len);
         }
     }
 
@@ -305,6 +326,25 @@ impl RingMem for MappedRingMem {
     fn write_data_word(&self, offset: usize, value: u64) {
         if offset >= self.data_len || !self.data.try_store_u64(offset, value) {
             word_outside_data_area(self.data_len, offset);
+        }
+    }
+    #[inline]
+    fn read_data_word_pair(&self, offset: usize) -> [u64; 2] {
+        // In a double mapping the word after the data area's last is the
+        // mirror of its first: every pair within the contract is one span.
+        if offset >= self.data_len {
+            word_outside_data_area(self.data_len, offset);
+        }
+        match self.data.try_load_u64_pair(offset) {
+            Some(words) => words,
+            None => [self.read_data_word(offset), self.read_data_word(0)],
+        }
+    }
+    #[inline]
+    fn write_frame_words(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
+        if offset > self.data_len || len > self.data_len - offset || !self.data.try_store_frame(offset, len, head, last)
+        {
+            frame_outside_data_area(self.data_len, offset, len);
         }
     }
     fn zero_data(&self, offset: usize, len: usize) {

@@ -125,6 +125,35 @@ pub trait RingMem: ControlPage {
         check_data_word(self.data_len(), offset);
         self.write_data(offset, &value.to_le_bytes())
     }
+
+    /// The words at data-area offset `offset` (as for
+    /// [`read_data_word`](Self::read_data_word)) and at the word offset after
+    /// it, which is 0 after the last word of the data area: a packet's
+    /// descriptor.
+    ///
+    /// The default reads them with `read_data_word`; the memories of this
+    /// crate read a pair that does not wrap with one check.
+    fn read_data_word_pair(&self, offset: usize) -> [u64; 2] {
+        let first = self.read_data_word(offset);
+        let next = offset + 8;
+        [first, self.read_data_word(if next == self.data_len() { 0 } else { next })]
+    }
+
+    /// Writes the words that frame a packet of `len` bytes at data-area
+    /// offset `offset`, where the packet does not wrap: `head` at `offset`
+    /// and `offset + 8`, then `last` at `offset + len - 8`. `offset` and
+    /// `len` are multiples of 8, `len` is at least 16, and
+    /// `offset + len <= data_len`.
+    ///
+    /// The default writes them with
+    /// [`write_data_word`](Self::write_data_word); the memories of this
+    /// crate check the span once.
+    fn write_frame_words(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
+        check_frame(self.data_len(), offset, len);
+        self.write_data_word(offset, head[0]);
+        self.write_data_word(offset + 8, head[1]);
+        self.write_data_word(offset + len - 8, last);
+    }
 }
 
 /// Checks that `data_len` is a valid data-area size.
@@ -164,6 +193,22 @@ fn check_data_word(data_len: usize, offset: usize) {
     if !offset.is_multiple_of(8) || offset >= data_len {
         word_outside_data_area(data_len, offset);
     }
+}
+
+/// Panics unless `len` bytes at `offset` are a packet frame inside a data
+/// area of `data_len` bytes (see [`RingMem::write_frame_words`]).
+#[inline]
+fn check_frame(data_len: usize, offset: usize, len: usize) {
+    if !offset.is_multiple_of(8) || !len.is_multiple_of(8) || len < 16 || offset > data_len || len > data_len - offset {
+        frame_outside_data_area(data_len, offset, len);
+    }
+}
+
+/// The panic of [`check_frame`] and of a memory's own frame check.
+#[cold]
+#[inline(never)]
+fn frame_outside_data_area(data_len: usize, offset: usize, len: usize) -> ! {
+    panic!("a packet frame of {len} bytes at {offset} is not 8-aligned words inside a data area of {data_len}")
 }
 
 /// The panic of a data-area word access that breaks the [`RingMem`]

@@ -310,13 +310,69 @@ impl SharedRegion {
         }
     }
 
+    /// The little-endian `u64`s at `offset` and `offset + 8`, read with two
+    /// 8-byte accesses and one check (a packet's descriptor); `None` unless
+    /// `offset` is a multiple of 8 and both words are inside the region.
     #[inline]
-    fn word_u64(&self, offset: usize) -> Option<&AtomicU64> {
-        if !offset.is_multiple_of(8) || offset >= self.len || self.len - offset < 8 {
+    pub(crate) fn try_load_u64_pair(&self, offset: usize) -> Option<[u64; 2]> {
+        if !offset.is_multiple_of(8) || offset >= (self.len & !7).saturating_sub(8) {
             return None;
         }
-        // SAFETY: the word is in bounds (checked above) and 8-aligned (every
-        // constructor checks or makes the region start 8-aligned, and
+        // SAFETY: `offset` and `offset + 8` are multiples of 8 whose words
+        // end at or before the region's length rounded down to a multiple of
+        // 8 (checked above).
+        let [first, second] = unsafe { [self.word_u64_unchecked(offset), self.word_u64_unchecked(offset + 8)] };
+        Some([first, second].map(|word| u64::from_le(word.load(Ordering::Relaxed))))
+    }
+
+    /// Stores `head` little-endian in the words at `offset` and `offset + 8`,
+    /// then `last` in the word that ends `len` bytes after `offset`, with one
+    /// check (a packet's descriptor and footer); returns `false`, storing
+    /// nothing, unless `offset` and `len` are multiples of 8, `len` is at
+    /// least 16 and the `len` bytes are inside the region.
+    #[inline]
+    pub(crate) fn try_store_frame(&self, offset: usize, len: usize, head: [u64; 2], last: u64) -> bool {
+        if !offset.is_multiple_of(8)
+            || !len.is_multiple_of(8)
+            || len < 16
+            || offset > self.len
+            || len > self.len - offset
+        {
+            return false;
+        }
+        // SAFETY: `offset..offset + len` is inside the region (checked
+        // above), and the words at `offset`, `offset + 8` and
+        // `offset + len - 8` are multiples of 8 (as `offset` and `len` are)
+        // that end inside that span (`len >= 16`).
+        let [first, second, footer] =
+            unsafe { [offset, offset + 8, offset + len - 8].map(|at| self.word_u64_unchecked(at)) };
+        first.store(head[0].to_le(), Ordering::Relaxed);
+        second.store(head[1].to_le(), Ordering::Relaxed);
+        footer.store(last.to_le(), Ordering::Relaxed);
+        true
+    }
+
+    #[inline]
+    fn word_u64(&self, offset: usize) -> Option<&AtomicU64> {
+        // For a multiple of 8, below the region's length rounded down to a
+        // multiple of 8 is the same as having all 8 bytes inside it.
+        if !offset.is_multiple_of(8) || offset >= self.len & !7 {
+            return None;
+        }
+        // SAFETY: checked just above.
+        Some(unsafe { self.word_u64_unchecked(offset) })
+    }
+
+    /// The 8-byte word at `offset`, as an atomic.
+    ///
+    /// # Safety
+    ///
+    /// `offset` is a multiple of 8 and `offset + 8 <= self.len`.
+    #[inline]
+    unsafe fn word_u64_unchecked(&self, offset: usize) -> &AtomicU64 {
+        debug_assert!(offset.is_multiple_of(8) && offset < self.len & !7);
+        // SAFETY: the word is in bounds (the caller's contract) and 8-aligned
+        // (every constructor checks or makes the region start 8-aligned, and
         // `offset` is a multiple of 8). As for `word`: an atomic permits the
         // peer's concurrent writes, and the reference lives no longer than
         // `&self`. The same bytes are also reached by the per-byte atomic
@@ -324,7 +380,7 @@ impl SharedRegion {
         // reader's bulk copy of a range list): atomic too, so no data race,
         // though of mixed sizes when a thread breaks the protocol (see the
         // `atomic_copy` module).
-        Some(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) })
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(offset).cast::<u64>()) }
     }
 
     /// Sets `len` bytes starting at `offset` to zero.
@@ -607,6 +663,30 @@ mod mapping {
             assert_eq!(mapping_lengths(usize::MAX - 4096, true), None);
             assert_eq!(mapping_lengths(usize::MAX / 2, true), None);
             assert_eq!(mapping_lengths(usize::MAX - 4095, false), None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedRegion;
+
+    /// A word access succeeds exactly where all 8 bytes lie inside the
+    /// region at an 8-aligned offset, for region lengths that are and are
+    /// not multiples of 8; a refused store changes nothing.
+    #[test]
+    fn word_accesses_stay_inside_the_region() {
+        for len in [0, 7, 8, 15, 16, 20, 23, 24] {
+            let region = SharedRegion::new_zeroed(len);
+            for offset in (0..len + 16).chain([usize::MAX - 7, usize::MAX]) {
+                let fits = offset % 8 == 0 && offset.checked_add(8).is_some_and(|end| end <= len);
+                assert_eq!(region.try_store_u64(offset, u64::MAX), fits, "store at {offset} of {len}");
+                assert_eq!(region.try_load_u64(offset), fits.then_some(u64::MAX), "load at {offset} of {len}");
+            }
+            let mut bytes = vec![0; len];
+            region.read(0, &mut bytes);
+            let stored = len / 8 * 8;
+            assert!(bytes[..stored].iter().all(|&b| b == 0xff) && bytes[stored..].iter().all(|&b| b == 0), "{len}");
         }
     }
 }

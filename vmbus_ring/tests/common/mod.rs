@@ -79,6 +79,12 @@ impl RingMem for AnyMem {
     fn write_data_word(&self, offset: usize, value: u64) {
         self.inner().write_data_word(offset, value)
     }
+    fn read_data_word_pair(&self, offset: usize) -> [u64; 2] {
+        self.inner().read_data_word_pair(offset)
+    }
+    fn write_frame_words(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
+        self.inner().write_frame_words(offset, len, head, last)
+    }
 }
 
 /// Sets both indices of an empty ring to `offset`, as if `offset` bytes had
