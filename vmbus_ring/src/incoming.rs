@@ -375,7 +375,9 @@ impl<M: RingMem> IncomingRing<M> {
     /// one packet, and a batch reads less than the data area holds (its
     /// cursor never passes the committed read index: see `available_from`),
     /// so it never copies more than that, under 4 GiB: the positions fit a
-    /// `u32`.
+    /// `u32`. Inlined into both its callers: a call would cost more than
+    /// the copy of a short list.
+    #[inline(always)]
     fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {
         let (start, words) = self.range_copies.append(count as usize);
         self.mem.read_data(at as usize, words.as_mut_bytes());

@@ -30,10 +30,18 @@ impl RangeCopies {
         let start = self.used;
         let end = start + count;
         if self.words.len() < end {
-            self.words.resize(end, U64::ZERO);
+            self.grow(end);
         }
         self.used = end;
         (start, &mut self.words[start..end])
+    }
+
+    /// Grows the storage to `len` words: rare (the storage is kept), so out
+    /// of line, leaving the common path of [`append`](Self::append) small.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, len: usize) {
+        self.words.resize(len, U64::ZERO);
     }
 
     /// Drops the words from `end` on (the padding after a list).

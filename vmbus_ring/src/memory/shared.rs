@@ -315,12 +315,11 @@ impl SharedRegion {
     /// `offset` is a multiple of 8 and both words are inside the region.
     #[inline]
     pub(crate) fn try_load_u64_pair(&self, offset: usize) -> Option<[u64; 2]> {
-        if !offset.is_multiple_of(8) || offset >= (self.len & !7).saturating_sub(8) {
+        if !offset.is_multiple_of(8) || self.len < 16 || offset > self.len - 16 {
             return None;
         }
         // SAFETY: `offset` and `offset + 8` are multiples of 8 whose words
-        // end at or before the region's length rounded down to a multiple of
-        // 8 (checked above).
+        // end at or before `offset + 16 <= self.len` (checked above).
         let [first, second] = unsafe { [self.word_u64_unchecked(offset), self.word_u64_unchecked(offset + 8)] };
         Some([first, second].map(|word| u64::from_le(word.load(Ordering::Relaxed))))
     }
@@ -687,6 +686,38 @@ mod tests {
             region.read(0, &mut bytes);
             let stored = len / 8 * 8;
             assert!(bytes[..stored].iter().all(|&b| b == 0xff) && bytes[stored..].iter().all(|&b| b == 0), "{len}");
+        }
+    }
+
+    /// A word pair is read, and a frame stored, exactly where all its bytes
+    /// lie inside the region at 8-aligned offsets; a refused frame changes
+    /// nothing.
+    #[test]
+    fn word_pairs_and_frames_stay_inside_the_region() {
+        let ends = |offset: usize, len: usize| offset.checked_add(len);
+        for region_len in [0, 8, 15, 16, 23, 24, 31, 40] {
+            let region = SharedRegion::new_zeroed(region_len);
+            for offset in (0..region_len + 16).chain([usize::MAX - 15, usize::MAX - 7]) {
+                let fits = offset % 8 == 0 && ends(offset, 16).is_some_and(|end| end <= region_len);
+                assert_eq!(region.try_load_u64_pair(offset).is_some(), fits, "pair at {offset} of {region_len}");
+                for len in (0..=region_len + 8).chain([usize::MAX - 7]) {
+                    let fits =
+                        fits && len >= 16 && len % 8 == 0 && ends(offset, len).is_some_and(|end| end <= region_len);
+                    let mut before = vec![0; region_len];
+                    region.read(0, &mut before);
+                    assert_eq!(region.try_store_frame(offset, len, [1, 2], 3), fits, "frame {len} at {offset}");
+                    let mut after = vec![0; region_len];
+                    region.read(0, &mut after);
+                    assert!(fits || after == before, "a refused frame of {len} at {offset} wrote");
+                    if fits {
+                        // The last word is stored after the head, over its
+                        // second word when the frame is two words long.
+                        let second = if len == 16 { 3 } else { 2 };
+                        assert_eq!(region.try_load_u64_pair(offset), Some([1, second]), "frame {len} at {offset}");
+                        assert_eq!(region.try_load_u64(offset + len - 8), Some(3), "frame {len} at {offset}");
+                    }
+                }
+            }
         }
     }
 }
