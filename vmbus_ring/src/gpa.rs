@@ -18,6 +18,7 @@ use zerocopy::little_endian::U64;
 pub const MAX_GPA_WORDS: usize = u16::MAX as usize - 3;
 
 /// The number of pages a range of `byte_count` bytes at `byte_offset` spans.
+#[inline]
 pub const fn pages_spanned(byte_offset: u32, byte_count: u32) -> u64 {
     (byte_offset as u64 + byte_count as u64).div_ceil(PAGE_SIZE as u64)
 }
@@ -90,11 +91,13 @@ impl<'a> GpaRanges<'a> {
     /// A list that [`parse`](Self::parse) accepted before, of `count`
     /// ranges taking exactly `words`: not checked again. (Were it not valid,
     /// iterating would still stop at the end of `words`, without a panic.)
+    #[inline]
     pub(crate) fn parsed_before(words: &'a [U64], count: u32) -> Self {
         Self { words, count }
     }
 
     /// Number of ranges.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count as usize
     }
@@ -105,11 +108,13 @@ impl<'a> GpaRanges<'a> {
     }
 
     /// The wire encoding: each range's header word, then its page numbers.
+    #[inline]
     pub fn words(&self) -> &'a [U64] {
         self.words
     }
 
     /// The ranges, in order.
+    #[inline]
     pub fn iter(&self) -> GpaRangeIter<'a> {
         GpaRangeIter { words: self.words }
     }
@@ -132,6 +137,7 @@ pub struct GpaRangeIter<'a> {
 impl<'a> Iterator for GpaRangeIter<'a> {
     type Item = GpaRange<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (header, rest) = self.words.split_first()?;
         let (byte_count, byte_offset) = split_header(header.get());
@@ -144,6 +150,7 @@ impl<'a> Iterator for GpaRangeIter<'a> {
     }
 }
 
+#[inline]
 fn split_header(word: u64) -> (u32, u32) {
     (word as u32, (word >> 32) as u32)
 }
