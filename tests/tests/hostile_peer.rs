@@ -144,7 +144,10 @@ fn one_read_call_does_bounded_work_against_a_racing_write_index() {
 /// leave asleep with packets in the ring) gets its turn.
 #[test]
 fn a_waiting_read_returns_at_its_budget_under_a_flood() {
-    let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), 1_000_000, 0);
+    // A flood without end: a bounded one could run out during the blocking
+    // read below (a fast build makes a million loads in its 20 ms), and the
+    // last `read` would then find a quiet ring and sleep instead of yielding.
+    let (mut queue, loads, _peer) = racing_queue(ring_of_packets(None), u64::MAX, 0);
     let mut cx = Context::from_waker(std::task::Waker::noop());
     for round in 1..=3u64 {
         let poll = queue.reader_mut().poll_read_batch(&mut cx, 8, |_, _| panic!("nothing is handed out"));
