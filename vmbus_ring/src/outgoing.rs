@@ -282,8 +282,8 @@ pub struct WriteBatch<'a, M> {
     ring: &'a mut OutgoingRing<M>,
     cursor: u32,
     /// Bytes the batch may still write at `cursor` by the cached read index,
-    /// kept-free bytes left over: a packet that fits costs one comparison
-    /// and one subtraction here.
+    /// kept-free bytes left over: a packet that fits costs two comparisons
+    /// (this and the largest packet) and one subtraction here.
     room: u32,
     packets: usize,
     /// What the payload ranges this batch reserves carry.

@@ -122,6 +122,50 @@ fn a_packet_of_exactly_the_unused_bytes_is_refused_and_one_8_smaller_fits() {
     }
 }
 
+/// A write batch counts the room it has left by the cached read index. When
+/// that runs out, the same batch re-reads the read index, and the packets
+/// after that are placed, and refused, exactly as the free space says, kept
+/// bytes included.
+#[test]
+fn a_write_batch_finds_new_room_mid_batch_and_stops_exactly_at_full() {
+    let mem = FlatRingMem::new(PAGE).unwrap();
+    let (mut writer, mut reader) = endpoints_at(&mem, 0);
+    let kilo = |id| OutgoingPacket::in_band(id); // with 1000 bytes: 1024 in the ring
+    let mut batch = writer.write_batch();
+    for id in 1..=3 {
+        batch.write(&kilo(id), &[&[0; 1000]]).unwrap();
+    }
+    assert!(batch.commit());
+    let mut batch = writer.write_batch();
+    assert_eq!(batch.write(&kilo(4), &[&[0; 1000]]), Err(WriteError::Full { needed: 1024, free: 1016 }));
+    // The reader frees two packets while the batch is open.
+    let mut reads = reader.read_batch();
+    for id in 1..=2 {
+        assert_eq!(reads.next().unwrap().unwrap().transaction_id, id);
+    }
+    let _ = reads.commit();
+    batch.write(&kilo(4), &[&[0; 1000]]).unwrap(); // re-reads the read index
+    batch.write(&kilo(5), &[&[0; 1000]]).unwrap(); // fits the room counted then
+    assert_eq!(batch.write(&kilo(6), &[&[0; 1000]]), Err(WriteError::Full { needed: 1024, free: 1016 }));
+    batch.write(&OutgoingPacket::in_band(6), &[&[0; 968]]).unwrap(); // 992 bytes
+    batch.write(&OutgoingPacket::in_band(7), &[]).unwrap(); // 24 bytes: the last free ones
+    assert_eq!(batch.write(&OutgoingPacket::in_band(8), &[]), Err(WriteError::Full { needed: 24, free: 0 }));
+    let _ = batch.commit();
+    let mut reads = reader.read_batch();
+    let ids: Vec<u64> = std::iter::from_fn(|| reads.next().unwrap()).map(|packet| packet.transaction_id).collect();
+    assert_eq!(ids, [3, 4, 5, 6, 7]);
+    let _ = reads.commit();
+
+    // With bytes kept free, the room is what is left beside them.
+    writer.keep_free(4000);
+    let mut batch = writer.write_batch();
+    for id in 0..3 {
+        batch.write(&OutgoingPacket::in_band(id), &[]).unwrap(); // 24 bytes each
+    }
+    let free = PAGE - 8 - 3 * 24;
+    assert_eq!(batch.write(&OutgoingPacket::in_band(3), &[]), Err(WriteError::Full { needed: 24 + 4000, free }));
+}
+
 #[test]
 fn full_error_counts_the_packets_already_in_the_batch() {
     let mem = FlatRingMem::new(PAGE).unwrap();

@@ -132,7 +132,7 @@ pub trait RingMem: ControlPage {
     /// descriptor.
     ///
     /// The default reads them with `read_data_word`; the memories of this
-    /// crate read a pair that does not wrap with one check.
+    /// crate check a pair that does not wrap once, as one span.
     fn read_data_word_pair(&self, offset: usize) -> [u64; 2] {
         let first = self.read_data_word(offset);
         let next = offset + 8;
@@ -147,7 +147,7 @@ pub trait RingMem: ControlPage {
     ///
     /// The default writes them with
     /// [`write_data_word`](Self::write_data_word); the memories of this
-    /// crate check the span once.
+    /// crate check the whole span once instead of each word.
     fn write_frame_words(&self, offset: usize, len: usize, head: [u64; 2], last: u64) {
         check_frame(self.data_len(), offset, len);
         self.write_data_word(offset, head[0]);
