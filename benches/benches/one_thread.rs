@@ -67,23 +67,45 @@ fn drain(reader: &mut IncomingRing<FlatRingMem>) {
 /// enough that a 256 KiB ring holds them.
 const COMMIT_RUN: usize = 4096;
 
+/// The writer and reader of one ring, as the commit benchmarks share them.
+type Rings = (OutgoingRing<FlatRingMem>, IncomingRing<FlatRingMem>);
+
+/// `runs` times: `prepare` (untimed), then `COMMIT_RUN` calls of `one`,
+/// timed; returns the time of the timed parts.
+fn time_runs(
+    runs: u64,
+    rings: &mut Rings,
+    mut prepare: impl FnMut(&mut Rings),
+    mut one: impl FnMut(&mut Rings),
+) -> Duration {
+    let mut timed = Duration::ZERO;
+    for _ in 0..runs {
+        prepare(rings);
+        let start = Instant::now();
+        for _ in 0..COMMIT_RUN {
+            one(rings);
+        }
+        timed += start.elapsed();
+    }
+    timed
+}
+
 fn commit(c: &mut Criterion) {
     let mut group = c.benchmark_group("commit");
     group.throughput(Throughput::Elements(COMMIT_RUN as u64));
     let packet = OutgoingPacket::in_band(1);
     let mem = FlatRingMem::new(ring_len(packet.size(8), COMMIT_RUN)).unwrap();
-    let mut writer = OutgoingRing::new(mem.clone()).unwrap();
-    let mut reader = IncomingRing::new(mem).unwrap();
+    let mut rings = (OutgoingRing::new(mem.clone()).unwrap(), IncomingRing::new(mem).unwrap());
     // The writer: one 8-byte packet a batch, committed (the reader drained
     // between runs, untimed) or reverted.
     for (name, publish) in [("commit", true), ("revert", false)] {
         group.bench_function(BenchmarkId::new("writer", name), |b| {
             b.iter_custom(|runs| {
-                let mut timed = Duration::ZERO;
-                for _ in 0..runs {
-                    drain(&mut reader);
-                    let start = Instant::now();
-                    for _ in 0..COMMIT_RUN {
+                time_runs(
+                    runs,
+                    &mut rings,
+                    |(_, reader)| drain(reader),
+                    |(writer, _)| {
                         let mut batch = writer.write_batch();
                         batch.write(&packet, &[&[7; 8]]).expect("room for a run");
                         if publish {
@@ -91,39 +113,33 @@ fn commit(c: &mut Criterion) {
                         } else {
                             batch.revert();
                         }
-                    }
-                    timed += start.elapsed();
-                }
-                timed
+                    },
+                )
             })
         });
     }
     // The reader: one packet a batch, committed (the writer refilling the
     // ring between runs, untimed) or reverted (the same packet read again).
+    let refill = |(writer, reader): &mut Rings| {
+        drain(reader);
+        let mut batch = writer.write_batch();
+        for _ in 0..COMMIT_RUN {
+            batch.write(&packet, &[&[7; 8]]).expect("room for a run");
+        }
+        let _ = batch.commit();
+    };
     for (name, free) in [("commit", true), ("revert", false)] {
         group.bench_function(BenchmarkId::new("reader", name), |b| {
             b.iter_custom(|runs| {
-                let mut timed = Duration::ZERO;
-                for _ in 0..runs {
-                    drain(&mut reader);
-                    let mut batch = writer.write_batch();
-                    for _ in 0..COMMIT_RUN {
-                        batch.write(&packet, &[&[7; 8]]).expect("room for a run");
+                time_runs(runs, &mut rings, refill, |(_, reader)| {
+                    let mut batch = reader.read_batch();
+                    black_box(batch.next().expect("an honest ring"));
+                    if free {
+                        black_box(batch.commit());
+                    } else {
+                        batch.revert();
                     }
-                    let _ = batch.commit();
-                    let start = Instant::now();
-                    for _ in 0..COMMIT_RUN {
-                        let mut batch = reader.read_batch();
-                        black_box(batch.next().expect("an honest ring"));
-                        if free {
-                            black_box(batch.commit());
-                        } else {
-                            batch.revert();
-                        }
-                    }
-                    timed += start.elapsed();
-                }
-                timed
+                })
             })
         });
     }
