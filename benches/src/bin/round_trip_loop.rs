@@ -30,14 +30,14 @@ struct RoundTrip<'a> {
     writer: OutgoingRing<FlatRingMem>,
     reader: IncomingRing<FlatRingMem>,
     packet: OutgoingPacket<'a>,
-    payload: PageAligned,
-    out: PageAligned,
+    payload: &'a [u8],
+    out: &'a mut [u8],
     batch: usize,
 }
 
 #[inline(never)]
 fn run_batch(state: &mut RoundTrip<'_>) -> usize {
-    ring_round_trip(&mut state.writer, &mut state.reader, &state.packet, &state.payload, &mut state.out, state.batch)
+    ring_round_trip(&mut state.writer, &mut state.reader, &state.packet, state.payload, state.out, state.batch)
 }
 
 fn main() -> ExitCode {
@@ -68,14 +68,9 @@ fn main() -> ExitCode {
         eprintln!("round_trip_loop: a fresh ring did not open");
         return ExitCode::FAILURE;
     };
-    let mut state = Box::new(RoundTrip {
-        writer,
-        reader,
-        packet,
-        payload: PageAligned::filled(payload, 0xa5),
-        out: PageAligned::new(payload + 8),
-        batch,
-    });
+    let bytes = PageAligned::filled(payload, 0xa5);
+    let mut out = PageAligned::new(payload + 8);
+    let mut state = Box::new(RoundTrip { writer, reader, packet, payload: &bytes, out: &mut out, batch });
     let batches = packets / batch;
     let mut best = f64::MAX;
     for _ in 0..8 {
