@@ -97,7 +97,8 @@ impl<M: RingMem> IncomingRing<M> {
         let cursor = self.read_index;
         let id = self.batch_ids.next();
         self.range_copies.clear();
-        ReadBatch { ring: self, cursor, packets: 0, id }
+        let available = index::used(self.data_len, self.write_index, cursor);
+        ReadBatch { ring: self, cursor, available, packets: 0, id }
     }
 
     /// Treats the writer as one that does not honour pending send size:
@@ -219,8 +220,8 @@ impl<M: RingMem> IncomingRing<M> {
         Ok(())
     }
 
-    /// Bytes readable from `cursor`, refreshing the cached write index when
-    /// the cached one shows none.
+    /// Bytes readable from `cursor`, a batch's cursor that has caught up
+    /// with the cached write index: re-reads the write index.
     ///
     /// A writer writes only into space this reader has committed, so in
     /// ring order from the committed read index the write index never lies
@@ -229,18 +230,15 @@ impl<M: RingMem> IncomingRing<M> {
     /// for the truth, it would let one batch read round and round the ring,
     /// without end.)
     #[inline]
-    fn available_from(&mut self, cursor: u32) -> Result<u32, CorruptError> {
-        if cursor == self.write_index {
-            self.refresh_write_index()?;
-            // In ring order from the cursor, the write index must come
-            // before the committed read index (or be the cursor itself).
-            let ahead = index::used(self.data_len, self.write_index, cursor);
-            if ahead >= self.data_len - index::used(self.data_len, cursor, self.read_index) {
-                return Err(self.write_index_laps(cursor));
-            }
-            return Ok(ahead);
+    fn available_after_refresh(&mut self, cursor: u32) -> Result<u32, CorruptError> {
+        self.refresh_write_index()?;
+        // In ring order from the cursor, the write index must come
+        // before the committed read index (or be the cursor itself).
+        let ahead = index::used(self.data_len, self.write_index, cursor);
+        if ahead >= self.data_len - index::used(self.data_len, cursor, self.read_index) {
+            return Err(self.write_index_laps(cursor));
         }
-        Ok(index::used(self.data_len, self.write_index, cursor))
+        Ok(ahead)
     }
 
     /// The error of a write index that went round the ring past the
@@ -260,18 +258,11 @@ impl<M: RingMem> IncomingRing<M> {
         self.mem.read_data(at as usize, buf);
     }
 
-    /// Parses the packet at `at`, which has `available` readable bytes, for
-    /// the batch `batch`.
-    /// Returns the packet (or, if its framing is sound but its type is not
-    /// one this crate parses, what is known of it) and its size, footer
-    /// included.
+    /// Reads and checks the descriptor of the packet at `at`, which has
+    /// `available` readable bytes, for the batch `batch`: what every packet
+    /// has, whatever its type.
     #[inline]
-    fn parse(
-        &mut self,
-        at: u32,
-        available: u32,
-        batch: BatchId,
-    ) -> Result<(Result<IncomingPacket, UnsupportedPacket>, u32), CorruptError> {
+    fn frame(&self, at: u32, available: u32, batch: BatchId) -> Result<Framing, CorruptError> {
         let corrupt = |field, value: u64| CorruptError::new(field, value).in_packet(at);
         // Read as the writer writes it, a word at a time: a 16-byte load of
         // two 8-byte stores still in flight cannot be forwarded from them,
@@ -298,33 +289,26 @@ impl<M: RingMem> IncomingRing<M> {
         // every one) has its parts located by plain additions.
         let wraps = size > self.data_len - at;
         let offset_of = |offset| if wraps { index::advance(self.data_len, at, offset) } else { at + offset };
-        let payload = PayloadRange {
-            offset: offset_of(data_offset),
-            len: (u32::from(length8) - u32::from(data_offset8)) * PACKET_ALIGNMENT as u32,
-            batch,
-        };
-        let transaction_id = descriptor.transaction_id.get();
-        let header_at = offset_of(DESCRIPTOR_LEN);
-        let header_room = data_offset - DESCRIPTOR_LEN;
-        let kind = match descriptor.packet_type.get() {
-            packet_type::DATA_IN_BAND => PacketKind::InBand,
-            packet_type::COMPLETION => PacketKind::Completion,
-            other => match self.ranged_kind(other, header_at, header_room).map_err(|e| e.in_packet(at))? {
-                Some(kind) => kind,
-                None => {
-                    let unsupported = UnsupportedPacket { packet_type: other, transaction_id, offset: at, payload };
-                    return Ok((Err(unsupported), size));
-                }
+        Ok(Framing {
+            at,
+            packet_type: descriptor.packet_type.get(),
+            transaction_id: descriptor.transaction_id.get(),
+            completion_requested: flags & FLAG_COMPLETION_REQUESTED != 0,
+            size,
+            payload: PayloadRange {
+                offset: offset_of(data_offset),
+                len: (u32::from(length8) - u32::from(data_offset8)) * PACKET_ALIGNMENT as u32,
+                batch,
             },
-        };
-        let completion_requested = flags & FLAG_COMPLETION_REQUESTED != 0;
-        Ok((Ok(IncomingPacket { offset: at, transaction_id, completion_requested, kind, payload }), size))
+            header_at: offset_of(DESCRIPTOR_LEN),
+            header_room: data_offset - DESCRIPTOR_LEN,
+        })
     }
 
     /// The kind of a packet of type `packet_type` with a range list (its
     /// header in the `room` bytes at `at`); `None` for a type this crate does
     /// not parse. Out of line, so that the in-band path that `next` inlines
-    /// stays small enough to be inlined wherever it is called.
+    /// stays small.
     #[inline(never)]
     fn ranged_kind(&mut self, packet_type: u16, at: u32, room: u32) -> Result<Option<PacketKind>, CorruptError> {
         Ok(Some(match packet_type {
@@ -373,7 +357,7 @@ impl<M: RingMem> IncomingRing<M> {
     /// Copies `count` 8-byte words from `at` to the end of the batch's copy
     /// of range lists; returns where they start there. The words lie within
     /// one packet, and a batch reads less than the data area holds (its
-    /// cursor never passes the committed read index: see `available_from`),
+    /// cursor never passes the committed read index: see `available_after_refresh`),
     /// so it never copies more than that, under 4 GiB: the positions fit a
     /// `u32`. Inlined into both its callers: a call would cost more than
     /// the copy of a short list.
@@ -395,6 +379,42 @@ impl<M: RingMem> IncomingRing<M> {
     }
 }
 
+/// A packet's descriptor, read once and checked: where the packet and its
+/// parts lie, and its header fields.
+#[derive(Clone, Copy)]
+struct Framing {
+    /// Data-area offset of the packet.
+    at: u32,
+    packet_type: u16,
+    transaction_id: u64,
+    completion_requested: bool,
+    /// Bytes the packet takes, footer included.
+    size: u32,
+    payload: PayloadRange,
+    /// Where a type-specific header starts, and the bytes it and its range
+    /// list may take (those before the payload).
+    header_at: u32,
+    header_room: u32,
+}
+
+impl Framing {
+    /// The packet, of kind `kind`.
+    #[inline(always)]
+    fn packet(&self, kind: PacketKind) -> IncomingPacket {
+        let Framing { at, transaction_id, completion_requested, payload, .. } = *self;
+        IncomingPacket { offset: at, transaction_id, completion_requested, kind, payload }
+    }
+}
+
+/// The error of a packet whose type this crate does not parse. Cold, out of
+/// line and given scalars: built where every packet is, this error (laid out
+/// otherwise than a packet) cost every packet a dozen register moves.
+#[cold]
+#[inline(never)]
+fn unsupported(packet_type: u16, transaction_id: u64, offset: u32, payload: PayloadRange) -> ReadError {
+    ReadError::Unsupported(UnsupportedPacket { packet_type, transaction_id, offset, payload })
+}
+
 /// Packets read since the last commit. Their space is handed back to the
 /// writer only by [`commit`](Self::commit); dropping the batch (or
 /// [`revert`](Self::revert)) leaves them in the ring to be read again.
@@ -403,6 +423,10 @@ impl<M: RingMem> IncomingRing<M> {
 pub struct ReadBatch<'a, M> {
     ring: &'a mut IncomingRing<M>,
     cursor: u32,
+    /// Bytes readable from `cursor` by the cached write index: a packet
+    /// costs a subtraction here, and the write index is re-read only when
+    /// this runs out.
+    available: u32,
     packets: usize,
     /// What the payload ranges of the packets this batch reads carry.
     id: BatchId,
@@ -424,14 +448,36 @@ impl<M: RingMem> ReadBatch<'_, M> {
     // parsing is out of line (`ranged_kind`) to keep what is inlined small.
     #[inline(always)]
     pub fn next(&mut self) -> Result<Option<IncomingPacket>, ReadError> {
-        let available = self.ring.available_from(self.cursor)?;
-        if available == 0 {
-            return Ok(None);
+        if self.available == 0 {
+            self.available = self.ring.available_after_refresh(self.cursor)?;
+            if self.available == 0 {
+                return Ok(None);
+            }
         }
-        let (packet, size) = self.ring.parse(self.cursor, available, self.id)?;
+        let framing = self.ring.frame(self.cursor, self.available, self.id)?;
+        let kind = match framing.packet_type {
+            packet_type::DATA_IN_BAND => PacketKind::InBand,
+            packet_type::COMPLETION => PacketKind::Completion,
+            _ => match self.ring.ranged_kind(framing.packet_type, framing.header_at, framing.header_room) {
+                Ok(Some(kind)) => kind,
+                Ok(None) => {
+                    self.step(framing.size);
+                    let Framing { packet_type, transaction_id, at, payload, .. } = framing;
+                    return Err(unsupported(packet_type, transaction_id, at, payload));
+                }
+                Err(error) => return Err(error.in_packet(framing.at).into()),
+            },
+        };
+        self.step(framing.size);
+        Ok(Some(framing.packet(kind)))
+    }
+
+    /// Moves past a packet of `size` bytes, at most the available ones.
+    #[inline(always)]
+    fn step(&mut self, size: u32) {
         self.cursor = index::advance(self.ring.data_len, self.cursor, size);
+        self.available -= size;
         self.packets += 1;
-        packet.map(Some).map_err(ReadError::Unsupported)
     }
 
     /// Copies payload bytes starting `offset` bytes into `payload` into
