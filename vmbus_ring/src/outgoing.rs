@@ -149,10 +149,11 @@ impl<M: RingMem> OutgoingRing<M> {
     }
 
     /// Bytes packets starting at `cursor` may take, by the cached read
-    /// index, with the kept-free bytes left over.
+    /// index, with the kept-free bytes left over; no more than the largest
+    /// packet, so that one comparison with it says that a packet fits.
     #[inline]
     fn room_at(&self, cursor: u32) -> u32 {
-        index::free(self.data_len, cursor, self.read_index).saturating_sub(self.kept_free)
+        index::free(self.data_len, cursor, self.read_index).saturating_sub(self.kept_free).min(self.max_packet)
     }
 
     /// The slow path of [`WriteBatch::reserve`]'s room check: refuses a
@@ -282,8 +283,8 @@ pub struct WriteBatch<'a, M> {
     ring: &'a mut OutgoingRing<M>,
     cursor: u32,
     /// Bytes the batch may still write at `cursor` by the cached read index,
-    /// kept-free bytes left over: a packet that fits costs two comparisons
-    /// (this and the largest packet) and one subtraction here.
+    /// kept-free bytes left over, and at most the largest packet: a packet
+    /// that fits costs one comparison and one subtraction here.
     room: u32,
     packets: usize,
     /// What the payload ranges this batch reserves carry.
@@ -345,7 +346,7 @@ impl<M: RingMem> WriteBatch<'_, M> {
         let header_len = packet.kind.header_len();
         let needed = packet_size(header_len, payload_len);
         let start = self.cursor;
-        if needed > self.room as usize || needed > self.ring.max_packet as usize {
+        if needed > self.room as usize {
             self.ring.make_room(start, needed)?;
             self.room = self.ring.room_at(start);
         }

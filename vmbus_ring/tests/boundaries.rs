@@ -356,6 +356,18 @@ fn on_a_large_ring_the_u16_length8_limit_binds() {
     let (id, kind, bytes) = read_one(&mut reader);
     assert_eq!((id, kind), (2, PacketKind::InBand));
     assert_eq!(bytes, big);
+
+    // One batch: the largest packet, then one of exactly the bytes left
+    // (the room a batch counts never exceeds the largest packet, so the
+    // second one is checked against the ring anew), then nothing more.
+    let mut batch = writer.write_batch();
+    batch.write(&OutgoingPacket::in_band(3), &[&big]).unwrap();
+    let rest = payload(data_len - 8 - MAX_PACKET_SIZE - 24, 6);
+    batch.write(&OutgoingPacket::in_band(4), &[&rest]).unwrap();
+    assert!(matches!(batch.write(&OutgoingPacket::in_band(5), &[]), Err(WriteError::Full { needed: 24, free: 0 })));
+    assert!(batch.commit());
+    assert_eq!(read_one(&mut reader), (3, PacketKind::InBand, big));
+    assert_eq!(read_one(&mut reader), (4, PacketKind::InBand, rest));
 }
 
 // ---------------------------------------------------------------------------
