@@ -305,21 +305,11 @@ impl<M: RingMem> IncomingRing<M> {
         })
     }
 
-    /// The kind of a packet of type `packet_type` with a range list (its
-    /// header in the `room` bytes at `at`); `None` for a type this crate does
-    /// not parse. Out of line, so that the in-band path that `next` inlines
-    /// stays small.
-    #[inline(never)]
-    fn ranged_kind(&mut self, packet_type: u16, at: u32, room: u32) -> Result<Option<PacketKind>, CorruptError> {
-        Ok(Some(match packet_type {
-            packet_type::DATA_TRANSFER_PAGES => PacketKind::TransferPages(self.transfer_pages(at, room)?),
-            packet_type::DATA_GPA_DIRECT => PacketKind::GpaDirect(self.gpa_direct(at, room)?),
-            _ => return Ok(None),
-        }))
-    }
-
     /// Reads a transfer-pages header from the `room` bytes at `at`, and its
-    /// ranges into the batch's copy.
+    /// ranges into the batch's copy. Out of line, as is
+    /// [`gpa_direct`](Self::gpa_direct), so that the in-band path that
+    /// `next` inlines stays small, and each saves only the registers it uses.
+    #[inline(never)]
     fn transfer_pages(&mut self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
         let header: TransferPageHeader = zerocopy::transmute!(self.type_header(at, room)?);
         let count = header.range_count.get();
@@ -335,6 +325,7 @@ impl<M: RingMem> IncomingRing<M> {
 
     /// Reads a GPA-direct header from the `room` bytes at `at`, and its
     /// ranges into the batch's copy, where they are validated.
+    #[inline(never)]
     fn gpa_direct(&mut self, at: u32, room: u32) -> Result<RangeList, CorruptError> {
         let header: GpaDirectHeader = zerocopy::transmute!(self.type_header(at, room)?);
         let count = header.range_count.get();
@@ -445,7 +436,8 @@ impl<M: RingMem> ReadBatch<'_, M> {
     // Always inlined: LLVM outlines it once a program calls it from two
     // places, and then every packet goes back through memory (a batched
     // 64-byte round trip took 40% longer that way). The type-specific
-    // parsing is out of line (`ranged_kind`) to keep what is inlined small.
+    // parsing is out of line (`transfer_pages`, `gpa_direct`) to keep what is
+    // inlined small.
     #[inline(always)]
     pub fn next(&mut self) -> Result<Option<IncomingPacket>, ReadError> {
         if self.available == 0 {
@@ -455,18 +447,22 @@ impl<M: RingMem> ReadBatch<'_, M> {
             }
         }
         let framing = self.ring.frame(self.cursor, self.available, self.id)?;
+        let (header_at, room) = (framing.header_at, framing.header_room);
+        let in_packet = |error: CorruptError| ReadError::from(error.in_packet(framing.at));
         let kind = match framing.packet_type {
             packet_type::DATA_IN_BAND => PacketKind::InBand,
             packet_type::COMPLETION => PacketKind::Completion,
-            _ => match self.ring.ranged_kind(framing.packet_type, framing.header_at, framing.header_room) {
-                Ok(Some(kind)) => kind,
-                Ok(None) => {
-                    self.step(framing.size);
-                    let Framing { packet_type, transaction_id, at, payload, .. } = framing;
-                    return Err(unsupported(packet_type, transaction_id, at, payload));
-                }
-                Err(error) => return Err(error.in_packet(framing.at).into()),
-            },
+            packet_type::DATA_TRANSFER_PAGES => {
+                PacketKind::TransferPages(self.ring.transfer_pages(header_at, room).map_err(in_packet)?)
+            }
+            packet_type::DATA_GPA_DIRECT => {
+                PacketKind::GpaDirect(self.ring.gpa_direct(header_at, room).map_err(in_packet)?)
+            }
+            _ => {
+                self.step(framing.size);
+                let Framing { packet_type, transaction_id, at, payload, .. } = framing;
+                return Err(unsupported(packet_type, transaction_id, at, payload));
+            }
         };
         self.step(framing.size);
         Ok(Some(framing.packet(kind)))
