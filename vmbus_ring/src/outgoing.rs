@@ -42,6 +42,11 @@ pub struct OutgoingRing<M> {
     read_index: u32,
     /// Bytes every write leaves free; see [`keep_free`](Self::keep_free).
     kept_free: u32,
+    /// What [`room_at`](Self::room_at) the write index was when last worked
+    /// out, or less: the read index only moves forward, so a value from an
+    /// older read index never claims room that is not there. A batch starts
+    /// from it instead of working it out again.
+    room: u32,
     batch_ids: BatchIds,
 }
 
@@ -57,7 +62,10 @@ impl<M: RingMem> OutgoingRing<M> {
         mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
         // Below 4 GiB: `data_len` is a `u32` and `MAX_PACKET_SIZE` is smaller.
         let max_packet = (data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE) as u32;
-        Ok(Self { mem, data_len, max_packet, write_index, read_index, kept_free: 0, batch_ids: BatchIds::new() })
+        let mut ring =
+            Self { mem, data_len, max_packet, write_index, read_index, kept_free: 0, room: 0, batch_ids: BatchIds::new() };
+        ring.room = ring.room_at(write_index);
+        Ok(ring)
     }
 
     /// The ring memory.
@@ -110,6 +118,7 @@ impl<M: RingMem> OutgoingRing<M> {
     /// ```
     pub fn keep_free(&mut self, bytes: usize) {
         self.kept_free = round_up8(bytes).min(self.data_len as usize) as u32;
+        self.room = self.room_at(self.write_index);
     }
 
     /// Bytes every write leaves free, as set by [`keep_free`](Self::keep_free).
@@ -120,9 +129,8 @@ impl<M: RingMem> OutgoingRing<M> {
     /// Starts a batch of writes at the committed write index.
     #[inline]
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
-        let cursor = self.write_index;
+        let (cursor, room) = (self.write_index, self.room);
         let id = self.batch_ids.next();
-        let room = self.room_at(cursor);
         WriteBatch { ring: self, cursor, room, packets: 0, id }
     }
 
@@ -424,6 +432,7 @@ impl<M: RingMem> WriteBatch<'_, M> {
         let batch_start = ring.write_index;
         ring.mem.store(ControlWord::WriteIndex, self.cursor, Ordering::Release);
         ring.write_index = self.cursor;
+        ring.room = self.room;
         signal::reader_needs_signal(&ring.mem, batch_start)
     }
 

@@ -166,6 +166,22 @@ fn a_write_batch_finds_new_room_mid_batch_and_stops_exactly_at_full() {
     assert_eq!(batch.write(&OutgoingPacket::in_band(3), &[]), Err(WriteError::Full { needed: 24 + 4000, free }));
 }
 
+/// A batch starts from the room the last commit left; bytes kept free from
+/// then on still bind the next packet, and freeing them gives it room.
+#[test]
+fn bytes_kept_free_between_batches_bind_the_next_packet() {
+    let mem = FlatRingMem::new(PAGE).unwrap();
+    let (mut writer, _reader) = endpoints_at(&mem, 0);
+    writer.write(&OutgoingPacket::in_band(1), &[]).unwrap(); // 24 bytes
+    let free = PAGE - 8 - 24;
+    writer.keep_free(free - 16);
+    let full = writer.write(&OutgoingPacket::in_band(2), &[]);
+    assert_eq!(full, Err(WriteError::Full { needed: 24 + free - 16, free }));
+    writer.keep_free(free - 24);
+    writer.write(&OutgoingPacket::in_band(2), &[]).unwrap();
+    assert_eq!(writer.write_index() as usize, 48);
+}
+
 #[test]
 fn full_error_counts_the_packets_already_in_the_batch() {
     let mem = FlatRingMem::new(PAGE).unwrap();
