@@ -349,9 +349,9 @@ impl<M: RingMem> IncomingRing<M> {
     /// Copies `count` 8-byte words from `at` to the end of the batch's copy
     /// of range lists; returns where they start there. The words lie within
     /// one packet, and a batch reads less than the data area holds (its
-    /// cursor never passes the committed read index: see `available_after_refresh`),
-    /// so it never copies more than that, under 4 GiB: the positions fit a
-    /// `u32`. Inlined into both its callers: a call would cost more than
+    /// cursor never passes the committed read index: see
+    /// `available_after_refresh`), so it never copies more than that, under
+    /// 4 GiB: the positions fit a `u32`. Inlined into both its callers: a call would cost more than
     /// the copy of a short list.
     #[inline(always)]
     fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {

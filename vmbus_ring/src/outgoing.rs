@@ -42,10 +42,10 @@ pub struct OutgoingRing<M> {
     read_index: u32,
     /// Bytes every write leaves free; see [`keep_free`](Self::keep_free).
     kept_free: u32,
-    /// What [`room_at`](Self::room_at) the write index was when last worked
-    /// out, or less: the read index only moves forward, so a value from an
-    /// older read index never claims room that is not there. A batch starts
-    /// from it instead of working it out again.
+    /// The room at the write index (see `room_at`) as last worked out, or
+    /// less: the read index only moves forward, so a value from an older
+    /// read index never claims room that is not there. A batch starts from
+    /// it instead of working it out again.
     room: u32,
     batch_ids: BatchIds,
 }
@@ -62,8 +62,16 @@ impl<M: RingMem> OutgoingRing<M> {
         mem.store(ControlWord::FeatureBits, FEATURE_PENDING_SEND_SIZE, Ordering::Relaxed);
         // Below 4 GiB: `data_len` is a `u32` and `MAX_PACKET_SIZE` is smaller.
         let max_packet = (data_len as usize - PACKET_ALIGNMENT).min(MAX_PACKET_SIZE) as u32;
-        let mut ring =
-            Self { mem, data_len, max_packet, write_index, read_index, kept_free: 0, room: 0, batch_ids: BatchIds::new() };
+        let mut ring = Self {
+            mem,
+            data_len,
+            max_packet,
+            write_index,
+            read_index,
+            kept_free: 0,
+            room: 0,
+            batch_ids: BatchIds::new(),
+        };
         ring.room = ring.room_at(write_index);
         Ok(ring)
     }
@@ -290,9 +298,10 @@ impl<M: RingMem> OutgoingRing<M> {
 pub struct WriteBatch<'a, M> {
     ring: &'a mut OutgoingRing<M>,
     cursor: u32,
-    /// Bytes the batch may still write at `cursor` by the cached read index,
-    /// kept-free bytes left over, and at most the largest packet: a packet
-    /// that fits costs one comparison and one subtraction here.
+    /// Bytes the batch may still write at `cursor` by the cached read index
+    /// (or fewer), kept-free bytes left over, and at most the largest
+    /// packet: a packet that fits costs one comparison and one subtraction
+    /// here.
     room: u32,
     packets: usize,
     /// What the payload ranges this batch reserves carry.
