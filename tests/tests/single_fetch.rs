@@ -272,6 +272,31 @@ fn a_read_batch_refreshes_the_write_index_only_when_it_runs_out() {
     assert_eq!(spy.loads(ControlWord::ReadIndex), 0, "the reader never loads its own index");
 }
 
+/// A batch that starts where an earlier one stopped, with packets the cached
+/// write index still shows, reads them without loading it.
+#[test]
+fn a_read_batch_starts_from_the_packets_the_last_one_left() {
+    let spy = Spy::new(FlatRingMem::new(DATA_LEN).unwrap());
+    let mut writer = OutgoingRing::new(spy.clone()).unwrap();
+    let mut reader = IncomingRing::new(spy.clone()).unwrap();
+    let mut batch = writer.write_batch();
+    for id in 0..3 {
+        batch.write(&OutgoingPacket::in_band(id), &[b"x"]).unwrap();
+    }
+    let _ = batch.commit();
+    let mut batch = reader.read_batch();
+    assert_eq!(batch.next().unwrap().unwrap().transaction_id, 0);
+    let _ = batch.commit();
+    spy.reset();
+    let mut batch = reader.read_batch();
+    for id in 1..3 {
+        assert_eq!(batch.next().unwrap().unwrap().transaction_id, id);
+        assert_eq!(spy.loads(ControlWord::WriteIndex), 0, "the cached write index still shows packets");
+    }
+    assert_eq!(batch.next(), Ok(None));
+    assert_eq!(spy.loads(ControlWord::WriteIndex), 1, "one refresh to find the ring empty");
+}
+
 #[test]
 fn writer_commit_loads_mask_and_read_index_once() {
     let spy = Spy::new(FlatRingMem::new(DATA_LEN).unwrap());

@@ -306,10 +306,11 @@ impl<M: RingMem> IncomingRing<M> {
     }
 
     /// Reads a transfer-pages header from the `room` bytes at `at`, and its
-    /// ranges into the batch's copy. Inlined into `next`, as is
-    /// [`gpa_direct`](Self::gpa_direct): out of line, the call, its saved
-    /// registers and its result going through memory cost a transfer-pages
-    /// packet 30 instructions, and inlined they cost an in-band one 2.
+    /// ranges into the batch's copy. Meant to be inlined into `next`, as
+    /// [`gpa_direct`](Self::gpa_direct) is (so each copy of `next` carries
+    /// both): out of line, the call, its saved registers and its result
+    /// going through memory cost a transfer-pages packet 30 instructions,
+    /// and inlined they cost an in-band one 2.
     #[inline]
     fn transfer_pages(&mut self, at: u32, room: u32) -> Result<TransferPages, CorruptError> {
         let header: TransferPageHeader = zerocopy::transmute!(self.type_header(at, room)?);
@@ -351,8 +352,8 @@ impl<M: RingMem> IncomingRing<M> {
     /// one packet, and a batch reads less than the data area holds (its
     /// cursor never passes the committed read index: see
     /// `available_after_refresh`), so it never copies more than that, under
-    /// 4 GiB: the positions fit a `u32`. Inlined into both its callers: a call would cost more than
-    /// the copy of a short list.
+    /// 4 GiB: the positions fit a `u32`. Inlined into both its callers: a
+    /// call would cost more than the copy of a short list.
     #[inline(always)]
     fn copy_range_words(&mut self, at: u32, count: u32) -> u32 {
         let (start, words) = self.range_copies.append(count as usize);

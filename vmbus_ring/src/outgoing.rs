@@ -45,7 +45,9 @@ pub struct OutgoingRing<M> {
     /// The room at the write index (see `room_at`) as last worked out, or
     /// less: the read index only moves forward, so a value from an older
     /// read index never claims room that is not there. A batch starts from
-    /// it instead of working it out again.
+    /// it instead of working it out again. It holds because only a commit
+    /// moves the write index and only `keep_free` changes the kept bytes,
+    /// and both set it; anything else that changes either must too.
     room: u32,
     batch_ids: BatchIds,
 }
@@ -138,6 +140,7 @@ impl<M: RingMem> OutgoingRing<M> {
     #[inline]
     pub fn write_batch(&mut self) -> WriteBatch<'_, M> {
         let (cursor, room) = (self.write_index, self.room);
+        debug_assert!(room <= self.room_at(cursor), "the cached room is more than there is");
         let id = self.batch_ids.next();
         WriteBatch { ring: self, cursor, room, packets: 0, id }
     }
@@ -166,7 +169,8 @@ impl<M: RingMem> OutgoingRing<M> {
 
     /// Bytes packets starting at `cursor` may take, by the cached read
     /// index, with the kept-free bytes left over; no more than the largest
-    /// packet, so that one comparison with it says that a packet fits.
+    /// packet. That cap is what keeps a packet that passes the room check
+    /// within what a descriptor's `length8` can describe.
     #[inline]
     fn room_at(&self, cursor: u32) -> u32 {
         index::free(self.data_len, cursor, self.read_index).saturating_sub(self.kept_free).min(self.max_packet)
@@ -367,8 +371,10 @@ impl<M: RingMem> WriteBatch<'_, M> {
             self.ring.make_room(start, needed)?;
             self.room = self.ring.room_at(start);
         }
-        // `needed` fits the ring and a descriptor (checked above), so the
-        // lengths below fit their fields.
+        // `needed` is at most the room, which is capped at the largest
+        // packet (see `room_at`), or `make_room` checked it against that: it
+        // fits the ring and a descriptor, so the lengths below fit their
+        // fields.
         let data_offset = size_of::<PacketDescriptor>() + header_len;
         let length = needed - size_of::<PacketFooter>();
         let descriptor = PacketDescriptor {
