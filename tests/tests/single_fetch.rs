@@ -251,16 +251,23 @@ fn reading_a_packet_fetches_each_header_byte_once() {
     }
 }
 
-#[test]
-fn a_read_batch_refreshes_the_write_index_only_when_it_runs_out() {
+/// A spied ring with three committed in-band packets (ids 0 to 2), and a
+/// reader over it that has read none.
+fn three_packets_written() -> (Spy, IncomingRing<Spy>) {
     let spy = Spy::new(FlatRingMem::new(DATA_LEN).unwrap());
     let mut writer = OutgoingRing::new(spy.clone()).unwrap();
-    let mut reader = IncomingRing::new(spy.clone()).unwrap();
+    let reader = IncomingRing::new(spy.clone()).unwrap();
     let mut batch = writer.write_batch();
     for id in 0..3 {
         batch.write(&OutgoingPacket::in_band(id), &[b"x"]).unwrap();
     }
     let _ = batch.commit();
+    (spy, reader)
+}
+
+#[test]
+fn a_read_batch_refreshes_the_write_index_only_when_it_runs_out() {
+    let (spy, mut reader) = three_packets_written();
     spy.reset();
     let mut batch = reader.read_batch();
     for id in 0..3 {
@@ -276,14 +283,7 @@ fn a_read_batch_refreshes_the_write_index_only_when_it_runs_out() {
 /// write index still shows, reads them without loading it.
 #[test]
 fn a_read_batch_starts_from_the_packets_the_last_one_left() {
-    let spy = Spy::new(FlatRingMem::new(DATA_LEN).unwrap());
-    let mut writer = OutgoingRing::new(spy.clone()).unwrap();
-    let mut reader = IncomingRing::new(spy.clone()).unwrap();
-    let mut batch = writer.write_batch();
-    for id in 0..3 {
-        batch.write(&OutgoingPacket::in_band(id), &[b"x"]).unwrap();
-    }
-    let _ = batch.commit();
+    let (spy, mut reader) = three_packets_written();
     let mut batch = reader.read_batch();
     assert_eq!(batch.next().unwrap().unwrap().transaction_id, 0);
     let _ = batch.commit();
